@@ -1,0 +1,66 @@
+"""Settings read from the environment (and an optional .env file), one class for the whole app."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./fatoura.db"
+
+
+class Settings(BaseSettings):
+    """Every setting the product reads. Secrets are SecretStr so they never show in logs or reprs."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = DEFAULT_SQLITE_URL
+    redis_url: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr("dev-only-change-me")
+    log_level: str = "INFO"
+
+    # Sandbox billers and gateways are on unless a deployment turns them off.
+    sandbox: bool = True
+    sandbox_seed: int = 2017
+
+    # Generic HTTP billers: JSON object {"code": {"name": "...", "base_url": "...", "token": "..."}}
+    http_billers: dict[str, dict[str, str]] = Field(default_factory=dict)
+    http_biller_timeout: float = 10.0
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+
+    whatsapp_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
+
+    cmi_client_id: str | None = None
+    cmi_store_key: SecretStr | None = None
+    cmi_gateway_url: str = "https://testpayment.cmi.co.ma/fim/est3Dgate"
+    fatourati_expiry_hours: int = 3
+    amanpay_merchant_id: str | None = None
+    amanpay_secret: SecretStr | None = None
+
+    # Linking brute-force guard: failures before a slowdown, before a lockout, and its length.
+    link_failures_before_delay: int = 3
+    link_failures_before_lock: int = 5
+    link_lock_minutes: int = 30
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        return Path(self.database_url.split("///", 1)[1])
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
