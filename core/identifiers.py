@@ -102,6 +102,16 @@ def normalize_email(raw: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+def normalize_marsa_identifier(raw: str) -> str:
+    """Marsa Maroc customer identifier (seed 002 shows '000236'): 3 to 16 letters or digits."""
+    from core.errors import InvalidCustomerNumber
+
+    text = _SPACES.sub("", raw.strip()).upper() if isinstance(raw, str) else ""
+    if not re.fullmatch(r"[A-Z0-9]{3,16}", text):
+        raise InvalidCustomerNumber(f"not a Marsa Maroc identifier: {raw!r}")
+    return text
+
+
 def normalize_invoice_number(raw: str) -> str:
     text = raw.strip() if isinstance(raw, str) else ""
     if not re.fullmatch(r"[A-Za-z0-9\-/]{1,32}", text):
