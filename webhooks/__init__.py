@@ -1,0 +1,1 @@
+"""The FastAPI app: chat webhooks, payment callbacks, sandbox pages, web chat, agent console."""

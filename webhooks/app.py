@@ -1,0 +1,74 @@
+"""The ASGI app (`webhooks.app:app`). `create_app(settings)` builds one; tests build their own."""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+
+from core.billers.registry import BillerRegistry
+from core.config import Settings, get_settings
+from core.db import Database
+from core.i18n import compile_catalogs
+from webhooks.metrics import METRICS
+from webhooks.state import AppState
+
+log = logging.getLogger("fatoura.web")
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        compile_catalogs()
+        database = db or Database(settings.database_url)
+        app.state.fatoura = AppState(settings=settings, db=database, billers=BillerRegistry.from_settings(settings, database))
+        try:
+            yield
+        finally:
+            if db is None:
+                await database.dispose()
+
+    app = FastAPI(title="Fatoura", version="0.1.0", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            METRICS.observe_request(request.method, request.url.path, 500, time.perf_counter() - started)
+            raise
+        route = request.scope.get("route")
+        METRICS.observe_request(request.method, getattr(route, "path", "unmatched"), response.status_code,
+                                time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, str]:
+        from sqlalchemy import text
+
+        state: AppState = request.app.state.fatoura
+        async with state.db.session() as session:
+            await session.execute(text("SELECT 1"))
+        return {"status": "ok", "database": state.db.dialect}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(METRICS.render(), media_type="text/plain; version=0.0.4")
+
+    if settings.sandbox:
+        from webhooks.sandbox_billers import router as sandbox_billers
+
+        app.include_router(sandbox_billers)
+    return app
+
+
+def _lazy_app() -> FastAPI:
+    return create_app()
+
+
+app = _lazy_app()
