@@ -1,0 +1,1 @@
+"""The `fatoura` command line."""

@@ -1,0 +1,5 @@
+import sys
+
+from fatoura.cli import main
+
+sys.exit(main())

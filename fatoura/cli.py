@@ -1,0 +1,158 @@
+"""`fatoura` commands: demo, serve, worker, db, sandbox, telegram, i18n."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from core.config import Settings, get_settings
+
+log = logging.getLogger("fatoura")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from core.db import upgrade
+
+    upgrade(settings.database_url, args.revision)
+    print(f"database at {args.revision}")
+    return 0
+
+
+def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from core.db import downgrade
+
+    downgrade(settings.database_url, args.revision)
+    print(f"database at {args.revision}")
+    return 0
+
+
+async def _seed(settings: Settings, accounts: int, seed: int) -> tuple[int, int]:
+    from core.billers.sandbox.store import seed_generated, seed_samples
+    from core.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        samples = await seed_samples(db)
+        generated = await seed_generated(db, accounts, seed=seed) if accounts else 0
+    finally:
+        await db.dispose()
+    return samples, generated
+
+
+def cmd_sandbox_seed(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from core.db import upgrade
+
+    if args.accounts < 0:
+        print("--accounts must be 0 or more", file=sys.stderr)
+        return 2
+    upgrade(settings.database_url)
+    started = time.perf_counter()
+    samples, generated = asyncio.run(_seed(settings, args.accounts, args.seed))
+    print(f"sandbox: {samples} sample and {generated} generated accounts added "
+          f"in {time.perf_counter() - started:.1f} s (seed {args.seed})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run("webhooks.app:app", host=args.host, port=args.port, log_level=settings.log_level.lower(),
+                proxy_headers=True, forwarded_allow_ips="*")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from fatoura.demo import run_demo
+
+    return asyncio.run(run_demo(settings, host=args.host, port=args.port, accounts=args.accounts))
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from fatoura.worker import run_worker
+
+    return asyncio.run(run_worker(settings, once=args.once))
+
+
+def cmd_telegram_polling(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.channels.telegram.runner import run_polling
+
+    return asyncio.run(run_polling(settings))
+
+
+def cmd_telegram_set_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.channels.telegram.runner import set_webhook
+
+    return asyncio.run(set_webhook(settings, drop_pending=args.drop_pending))
+
+
+def cmd_i18n(args: argparse.Namespace, settings: Settings) -> int:
+    from fatoura.catalogs import run
+
+    return run(args.action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fatoura", description="See and pay Moroccan bills from a chat.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser("demo", help="run everything in one process on sandbox data (web chat, agent console)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--accounts", type=int, default=1000, help="generated sandbox accounts to load besides the samples")
+    demo.set_defaults(func=cmd_demo)
+
+    serve = commands.add_parser("serve", help="run the web app (webhooks.app:app) under uvicorn")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser("worker", help="deliver the outbox (confirmations, notifications, reminders)")
+    worker.add_argument("--once", action="store_true", help="deliver what is due, then exit")
+    worker.set_defaults(func=cmd_worker)
+
+    db = commands.add_parser("db", help="database migrations").add_subparsers(dest="action", required=True)
+    up = db.add_parser("upgrade", help="migrate the database to the latest schema")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db_upgrade)
+    down = db.add_parser("downgrade", help="undo migrations")
+    down.add_argument("revision")
+    down.set_defaults(func=cmd_db_downgrade)
+
+    sandbox = commands.add_parser("sandbox", help="sandbox billers").add_subparsers(dest="action", required=True)
+    seed = sandbox.add_parser("seed", help="load the seeds' sample accounts and N generated accounts")
+    seed.add_argument("--accounts", type=int, default=0)
+    seed.add_argument("--seed", type=int, default=None, help="generator seed (default: SANDBOX_SEED)")
+    seed.set_defaults(func=cmd_sandbox_seed)
+
+    telegram = commands.add_parser("telegram", help="Telegram bot").add_subparsers(dest="action", required=True)
+    telegram.add_parser("polling", help="run the bot with long polling").set_defaults(func=cmd_telegram_polling)
+    hook = telegram.add_parser("set-webhook", help="point Telegram at PUBLIC_BASE_URL/webhooks/telegram")
+    hook.add_argument("--drop-pending", action="store_true")
+    hook.set_defaults(func=cmd_telegram_set_webhook)
+
+    i18n = commands.add_parser("i18n", help="gettext catalogs (Babel)")
+    i18n.add_argument("action", choices=["extract", "update", "compile", "check"])
+    i18n.set_defaults(func=cmd_i18n)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    if getattr(args, "seed", "absent") is None:
+        args.seed = settings.sandbox_seed
+    _setup_logging(settings)
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
