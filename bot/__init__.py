@@ -1,0 +1,1 @@
+"""The conversation and its chat channels (Telegram, WhatsApp, web chat)."""

@@ -1,0 +1,1 @@
+"""One adapter per chat platform: platform update -> Event, Reply -> platform calls."""
