@@ -96,3 +96,25 @@ def redis_url():
     if not REDIS_URL:
         _unavailable("Redis (FATOURA_TEST_REDIS_URL)")
     return REDIS_URL
+
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def state(request):
+    """A shared-state store: in-process memory, or Redis under a namespace unique to the test
+    (so tests never see each other's keys); the namespace is emptied afterwards."""
+    import uuid
+
+    from core.state import MemoryState, RedisState
+
+    if request.param == "memory":
+        store = MemoryState()
+    else:
+        store = RedisState(request.getfixturevalue("redis_url"),
+                           namespace=f"fatoura:test:{uuid.uuid4().hex[:12]}:")
+    yield store
+    if isinstance(store, RedisState):
+        leftovers = [k async for k in store.redis.scan_iter(match=store.namespace + "*", count=1000)]
+        if leftovers:
+            await store.redis.delete(*leftovers)
+    await store.close()
