@@ -54,6 +54,14 @@ class InvalidDate(InvalidInput):
     msgid = N_("This date is not valid. Example: 31/12/2024.")
 
 
+class InvalidNickname(InvalidInput):
+    msgid = N_("A nickname has 1 to 40 characters.")
+
+
+class TooManyAccounts(InvalidInput):
+    msgid = N_("You can link up to {limit} accounts. Unlink one first.")
+
+
 class UnknownBiller(FatouraError, LookupError):
     msgid = N_("This biller is not available.")
 

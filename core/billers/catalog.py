@@ -60,19 +60,7 @@ def make_query(info: BillerInfo, service_code: str, identifier: str, secret: str
     from core.errors import UnknownTerminal
 
     service = info.service(service_code)
-    if service.identifier == IDENTIFIER_PHONE:
-        # Maroc Telecom also accepts the N° client in place of the phone number (seed 000).
-        digits = "".join(ch for ch in identifier if ch.isdigit()) if isinstance(identifier, str) else ""
-        if len(digits) >= 12 and not digits.startswith("212") and not digits.startswith("00"):
-            value = identifiers.normalize_customer_number(identifier)
-        else:
-            value = identifiers.normalize_phone(identifier, kind=service.phone_kind)
-    elif service.identifier == IDENTIFIER_CUSTOMER_NUMBER:
-        value = identifiers.normalize_customer_number(identifier)
-    elif service.identifier == IDENTIFIER_SUBSCRIPTION_CODE:
-        value = identifiers.normalize_subscription_code(identifier)
-    else:
-        value = identifiers.normalize_marsa_identifier(identifier)
+    value = normalize_identifier(info, service_code, identifier)
     if service.secret == SECRET_PAYMENT_CODE:
         secret = identifiers.normalize_payment_code(secret or "")
     elif service.secret == SECRET_EMAIL:
@@ -88,3 +76,19 @@ def make_query(info: BillerInfo, service_code: str, identifier: str, secret: str
     else:
         terminal = None
     return AccountQuery(service=service.code, identifier=value, secret=secret, terminal=terminal)
+
+
+def normalize_identifier(info: BillerInfo, service_code: str, raw: str) -> str:
+    """The identifier alone, checked and normalised for this service (the conversation asks it first)."""
+    service = info.service(service_code)
+    if service.identifier == IDENTIFIER_PHONE:
+        # Maroc Telecom also accepts the N° client in place of the phone number (seed 000).
+        digits = "".join(ch for ch in raw if ch.isdigit()) if isinstance(raw, str) else ""
+        if len(digits) >= 12 and not digits.startswith("212") and not digits.startswith("00"):
+            return identifiers.normalize_customer_number(raw)
+        return identifiers.normalize_phone(raw, kind=service.phone_kind)
+    if service.identifier == IDENTIFIER_CUSTOMER_NUMBER:
+        return identifiers.normalize_customer_number(raw)
+    if service.identifier == IDENTIFIER_SUBSCRIPTION_CODE:
+        return identifiers.normalize_subscription_code(raw)
+    return identifiers.normalize_marsa_identifier(raw)

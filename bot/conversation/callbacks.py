@@ -1,0 +1,43 @@
+"""Button payloads: 'action|arg|arg', short enough for Telegram's 64 bytes.
+
+Actions that change something (unlink, forget) carry a one-time nonce kept in the chat's state,
+so a press on an old message can't act twice.
+"""
+from __future__ import annotations
+
+from bot.conversation.replies import MAX_CALLBACK_BYTES
+
+SEP = "|"
+
+MENU = "m"
+CANCEL = "c"
+LINK = "L"  # L | L|biller | L|biller|service
+TERMINAL = "Lt"  # Lt|index
+UNPAID = "U"  # U|page
+SCOPE = "Ua"  # Ua|link_id  (0 = all accounts)
+FILTERS = "F"  # F | F|kind | F|kind|value
+INVOICE = "I"  # I|link_id|number
+PDF = "P"  # P|link_id|number
+HISTORY = "H"
+ACCOUNTS = "A"  # A | A|link_id
+RENAME = "Ar"  # Ar|link_id
+UNLINK = "Au"  # Au|link_id
+UNLINK_CONFIRM = "Ac"  # Ac|link_id|nonce
+LANGUAGE = "G"  # G | G|lang
+HELP = "?"
+FORGET = "X"
+FORGET_CONFIRM = "Xc"  # Xc|nonce
+
+
+def pack(action: str, *args: object) -> str:
+    data = SEP.join([action, *(str(a) for a in args)])
+    if len(data.encode()) > MAX_CALLBACK_BYTES:
+        raise ValueError(f"callback data over {MAX_CALLBACK_BYTES} bytes: {data!r}")
+    return data
+
+
+def unpack(data: str | None) -> tuple[str, list[str]]:
+    if not data:
+        return "", []
+    action, *args = data.split(SEP)
+    return action, args

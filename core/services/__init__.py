@@ -1,0 +1,1 @@
+"""Use cases the conversation and the web app call: linking, invoices, users."""

@@ -1,0 +1,62 @@
+"""Chat users: who is on the other end of a chat, their language, and forgetting them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+
+from core.db import Database
+from core.i18n import LANGUAGES, pick_language
+from core.models import ChatUser, HandoffTicket, LinkedAccount, OutboxMessage, utcnow
+
+
+async def get_or_create_user(db: Database, channel: str, chat_id: str, language: str | None = None) -> tuple[ChatUser, bool]:
+    """The chat's user, created on first contact in the client's language. Returns (user, created)."""
+    async with db.session() as session:
+        user = await session.scalar(select(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id))
+        if user is not None:
+            return user, False
+    try:
+        async with db.transaction() as session:
+            user = ChatUser(channel=channel, chat_id=chat_id, locale=pick_language(language), last_inbound_at=utcnow())
+            session.add(user)
+        return user, True
+    except Exception:  # noqa: BLE001 - a concurrent first contact created it: read it back
+        async with db.session() as session:
+            user = await session.scalar(select(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id))
+        if user is None:
+            raise
+        return user, False
+
+
+async def set_language(db: Database, user_id: int, language: str) -> str:
+    if language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}")
+    async with db.transaction() as session:
+        user = await session.get(ChatUser, user_id)
+        user.locale = language
+    return language
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    accounts: int
+    tickets: int
+    messages: int
+
+
+async def forget_user(db: Database, user_id: int) -> Forgotten:
+    """Delete the chat user and everything attached (accounts, tickets and transcripts, queued messages)."""
+    async with db.transaction() as session:
+        user = await session.get(ChatUser, user_id)
+        if user is None:
+            return Forgotten(0, 0, 0)
+        accounts = await session.scalar(select(func.count()).select_from(LinkedAccount).where(LinkedAccount.user_id == user_id))
+        tickets = await session.scalar(select(func.count()).select_from(HandoffTicket).where(HandoffTicket.user_id == user_id))
+        messages = (await session.execute(
+            delete(OutboxMessage).where(OutboxMessage.channel == user.channel, OutboxMessage.chat_id == user.chat_id)
+        )).rowcount
+        await session.execute(delete(LinkedAccount).where(LinkedAccount.user_id == user_id))
+        await session.execute(delete(HandoffTicket).where(HandoffTicket.user_id == user_id))
+        await session.delete(user)
+    return Forgotten(accounts or 0, tickets or 0, messages or 0)
