@@ -114,10 +114,10 @@ async def test_card_number_is_deleted_and_never_echoed(conversation):
 async def test_duplicate_update_has_no_second_effect(conversation):
     chat = Chat(conversation)
     await chat.start()
-    first = await chat._send(chat.start.__self__ and __import__("bot.conversation.events", fromlist=["EventKind"]).EventKind.COMMAND,
-                             text="help", update_id="dup-1")
-    second = await chat._send(__import__("bot.conversation.events", fromlist=["EventKind"]).EventKind.COMMAND,
-                              text="help", update_id="dup-1")
+    from bot.conversation.events import EventKind
+
+    first = await chat._send(EventKind.COMMAND, text="help", update_id="dup-1")
+    second = await chat._send(EventKind.COMMAND, text="help", update_id="dup-1")
     assert first and second == []
 
 
@@ -164,7 +164,8 @@ async def test_unexpected_input_leads_back_to_the_menu(conversation):
     for kind, kw in [(EventKind.UNSUPPORTED, {"text": "sticker"}), (EventKind.TEXT, {"text": "bonjour ?"}),
                      (EventKind.BUTTON, {"data": "zz|garbage"}), (EventKind.BUTTON, {"data": ""})]:
         await chat._send(kind, **kw)
-        assert "Menu" in [b.label for b in chat.buttons()]
+        labels = [b.label for b in chat.buttons()]
+        assert "Menu" in labels or "Aide" in labels  # a way back, or the menu itself
 
 
 async def test_brute_force_on_subscription_codes_locks_the_chat(conversation):
