@@ -1,0 +1,69 @@
+"""`fatoura demo`: the whole product in one process on the embedded defaults.
+
+SQLite file, in-memory state (unless REDIS_URL is set), sandbox billers, the web app with the web
+chat, the outbox worker, and the Telegram bot by long polling when TELEGRAM_BOT_TOKEN is set.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+
+from core.config import Settings
+from core.db import Database, upgrade_async
+from core.i18n import compile_catalogs
+
+log = logging.getLogger("fatoura.demo")
+
+
+async def prepare(settings: Settings, accounts: int) -> Database:
+    from core.billers.sandbox.store import seed_generated, seed_samples
+
+    compile_catalogs()
+    await upgrade_async(settings.database_url)
+    db = Database(settings.database_url)
+    await seed_samples(db)
+    if accounts:
+        await seed_generated(db, accounts, seed=settings.sandbox_seed)
+    return db
+
+
+async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000, accounts: int = 1000) -> int:
+    from fatoura.worker import build_senders, work
+    from webhooks.app import create_app
+
+    if not settings.sandbox:
+        settings = settings.model_copy(update={"sandbox": True})
+    db = await prepare(settings, accounts)
+    app = create_app(settings, db=db)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(server.serve(), name="web")]
+    while not server.started and not tasks[0].done():
+        await asyncio.sleep(0.05)
+    if tasks[0].done():
+        return 1
+    tasks.append(asyncio.create_task(work(db, {**build_senders(settings), **app.state.senders}, stop=stop), name="worker"))
+    if settings.telegram_bot_token:
+        from bot.channels.telegram.runner import start_polling_task
+
+        tasks.append(await start_polling_task(settings, app.state.conversation))
+    base = f"http://{host}:{port}"
+    print(f"Fatoura demo is running on sandbox data ({settings.database_url}).")
+    print(f"  Web chat:      {base}/chat")
+    print(f"  Health:        {base}/healthz    Metrics: {base}/metrics    API docs: {base}/docs")
+    print("  Telegram bot:  " + ("polling" if settings.telegram_bot_token else "off (set TELEGRAM_BOT_TOKEN to run it)"))
+    print("Press Ctrl+C to stop.", flush=True)
+    try:
+        await tasks[0]
+    finally:
+        stop.set()
+        for task in tasks[1:]:
+            task.cancel()
+        for task in tasks[1:]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await db.dispose()
+    return 0
