@@ -211,3 +211,30 @@ def test_date_ranges():
     for bad in ("2017", "31/02/2017 - 01/03/2017", "02/01/2017 - 01/01/2017"):
         with pytest.raises(InvalidDate):
             parse_date_range(bad)
+
+
+async def test_a_thousand_wrong_codes_from_one_chat_never_link(conversation):
+    chat = Chat(conversation, language="en")
+    await chat.start()
+    refused = 0
+    for attempt in range(1000):
+        await chat.press_data("L|portnet")
+        await chat.say(f"{attempt:04d}")
+        assert "Account linked" not in chat.text
+        refused += "Too many failed attempts" in chat.text
+    assert refused >= 990  # locked after a handful of real lookups
+
+
+async def test_fifty_chats_guessing_one_lines_payment_code_are_locked_out(conversation):
+    """A bot with 50 chats tries payment codes for one phone number, the right code last: refused."""
+    for n in range(50):
+        chat = Chat(conversation, chat_id=f"bot-{n}", language="en")
+        await chat.press_data("L|iam|mobile")
+        await chat.say("0623363444")
+        await chat.say(f"{100000 + n}")
+        assert "Account linked" not in chat.text
+    chat = Chat(conversation, chat_id="bot-last", language="en")
+    await chat.press_data("L|iam|mobile")
+    await chat.say("0623363444")
+    await chat.say("528605")
+    assert "Too many failed attempts" in chat.text and "Account linked" not in chat.text
