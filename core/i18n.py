@@ -127,7 +127,7 @@ class Translator:
         if not billing_period:
             return "—"
         month, year = billing_period.split("/")
-        return _format_date(date(int(year), int(month), 1), format="MMM y", locale=self.locale)
+        return _format_date(date(int(year), int(month), 1), format="MMMM y", locale=self.locale)
 
 
 @lru_cache(maxsize=None)

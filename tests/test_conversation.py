@@ -49,7 +49,7 @@ async def test_amina_links_her_mobile_line_and_sees_two_unpaid_invoices(conversa
     await chat.press("Voir les factures")
     assert "0000528605022017" in chat.text and "299,81" in chat.text
     await chat.press("0000528605022017")
-    assert "249,84" in chat.text and "49,97" in chat.text and "janv. 2017" in chat.text
+    assert "249,84" in chat.text and "49,97" in chat.text and "janvier 2017" in chat.text
     await chat.press("PDF")
     (pdf,) = chat.documents
     assert pdf.filename == "facture-0000528605022017.pdf" and pdf.content.startswith(b"%PDF")

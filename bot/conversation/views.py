@@ -7,20 +7,21 @@ from datetime import date
 from bot.conversation import callbacks as cb
 from bot.conversation.replies import Button, Text
 from core.billers.base import SERVICE_LABELS, BillerInvoice
+from core.errors import N_
 from core.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
 from core.identifiers import display_phone
 from core.models import LinkedAccount
 from core.services.invoices import PAGE_SIZE, Filters, Listed, ListPage
 
 PAYMENT_MEANS = {
-    "cmi": "Card (CMI)",
-    "amanpay": "Amanpay",
-    "cheque": "Cheque",
-    "virement": "Bank transfer",
-    "fatourati": "Fatourati",
-    "tashilat": "Tashilat",
+    "cmi": N_("Card (CMI)"),
+    "amanpay": N_("Amanpay"),
+    "cheque": N_("Cheque"),
+    "virement": N_("Bank transfer"),
+    "fatourati": N_("Fatourati"),
+    "tashilat": N_("Tashilat"),
 }
-STATUS = {"unpaid": "Unpaid", "paid": "Paid", "pending": "Payment in progress", "cancelled": "Cancelled"}
+STATUS = {"unpaid": N_("Unpaid"), "paid": N_("Paid"), "pending": N_("Payment in progress"), "cancelled": N_("Cancelled")}
 
 
 def text(t: Translator, body: str, *rows: tuple[Button, ...] | list[Button], replace: bool = False) -> Text:
