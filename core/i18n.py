@@ -123,7 +123,7 @@ class Translator:
         return _format_time(value.astimezone(TIMEZONE), format="HH:mm", locale=self.locale)
 
     def period(self, billing_period: str | None) -> str:
-        """'01/2017' -> 'janv. 2017' / 'يناير 2017' / 'Jan 2017'."""
+        """'01/2017' -> 'janvier 2017' / 'يناير 2017' / 'January 2017'."""
         if not billing_period:
             return "—"
         month, year = billing_period.split("/")
