@@ -12,7 +12,9 @@ from core.billers.registry import BillerRegistry
 from core.config import Settings, get_settings
 from core.db import Database
 from core.i18n import compile_catalogs
+from bot.conversation.engine import build_conversation
 from webhooks.metrics import METRICS
+from webhooks.webchat import install_webchat
 from webhooks.state import AppState
 
 log = logging.getLogger("fatoura.web")
@@ -25,14 +27,22 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     async def lifespan(app: FastAPI):
         compile_catalogs()
         database = db or Database(settings.database_url)
-        app.state.fatoura = AppState(settings=settings, db=database, billers=BillerRegistry.from_settings(settings, database))
+        billers = BillerRegistry.from_settings(settings, database)
+        await billers.load()
+        app.state.fatoura = AppState(settings=settings, db=database, billers=billers)
+        conversation = build_conversation(settings, db=database, billers=billers)
+        app.state.conversation = conversation
+        install_webchat(app, conversation)
         try:
             yield
         finally:
+            await conversation.store.close()
+            await billers.close()
             if db is None:
                 await database.dispose()
 
     app = FastAPI(title="Fatoura", version="0.1.0", lifespan=lifespan)
+    app.state.senders = {}  # in-process outbox senders (the web chat's open pages)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):

@@ -20,6 +20,24 @@ class BillerRegistry:
             raise UnknownBiller(f"unknown biller {code!r}")
         return connector
 
+    async def load(self) -> None:
+        """Fetch what HTTP billers say of themselves (/info); one that is down keeps its configured name."""
+        for connector in self._connectors.values():
+            load = getattr(connector, "load_info", None)
+            if load is not None:
+                try:
+                    await load()
+                except Exception as error:  # noqa: BLE001 - a biller down at start must not stop the app
+                    import logging
+
+                    logging.getLogger("fatoura.billers").warning("biller %s: %s", connector.info.code, type(error).__name__)
+
+    async def close(self) -> None:
+        for connector in self._connectors.values():
+            close = getattr(connector, "aclose", None)
+            if close is not None:
+                await close()
+
     def infos(self) -> list[BillerInfo]:
         return [connector.info for connector in self._connectors.values()]
 
