@@ -67,10 +67,11 @@ class Conversation:
 
     async def handle(self, event: Event) -> list[Reply]:
         """Handle one event; a second delivery of the same update id returns no reply."""
-        if event.update_id and not await self.store.add_once(
-                f"upd:{event.channel}:{event.chat_id}:{event.update_id}", ttl=UPDATE_TTL):
-            return []
+        # Queue on the chat's lock before any other await, so updates keep their arrival order.
         async with self.store.lock(f"chat:{event.channel}:{event.chat_id}"):
+            if event.update_id and not await self.store.add_once(
+                    f"upd:{event.channel}:{event.chat_id}:{event.update_id}", ttl=UPDATE_TTL):
+                return []
             return await self._handle(event)
 
     def _state_key(self, event: Event) -> str:
