@@ -14,6 +14,8 @@ from core.db import Database
 from core.i18n import compile_catalogs
 from bot.conversation.engine import build_conversation
 from webhooks.metrics import METRICS
+from webhooks.telegram import close_telegram, install_telegram
+from webhooks.telegram import router as telegram_router
 from webhooks.webchat import install_webchat
 from webhooks.state import AppState
 
@@ -33,9 +35,11 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         conversation = build_conversation(settings, db=database, billers=billers)
         app.state.conversation = conversation
         install_webchat(app, conversation)
+        install_telegram(app, settings, conversation)
         try:
             yield
         finally:
+            await close_telegram(app)
             await conversation.store.close()
             await billers.close()
             if db is None:
@@ -43,6 +47,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
 
     app = FastAPI(title="Fatoura", version="0.1.0", lifespan=lifespan)
     app.state.senders = {}  # in-process outbox senders (the web chat's open pages)
+    app.include_router(telegram_router)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
