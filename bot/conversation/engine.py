@@ -82,7 +82,8 @@ class Conversation:
         turn = Turn(event, user, translator(user.locale), await self.store.get_json(self._state_key(event)) or {},
                     new_user=created)
         try:
-            if event.text and event.kind in (EventKind.TEXT, EventKind.COMMAND) and contains_card_number(event.text):
+            typed = " ".join(filter(None, (event.text, event.data))) if event.kind in (EventKind.TEXT, EventKind.COMMAND) else ""
+            if typed and contains_card_number(typed):
                 await self._card_number(turn)
             else:
                 await self._route(turn)

@@ -54,6 +54,7 @@ from bot.channels.telegram.limits import (
 from bot.conversation.events import Event, EventKind
 from bot.conversation.replies import Button, DeleteMessage, Document, Image, Reply, Text
 
+RLM = "\u200f"
 log = logging.getLogger("fatoura.telegram")
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
@@ -174,7 +175,9 @@ class TelegramSender:
 
     # -- replies
     async def _text(self, turn: _Turn, reply: Text) -> list[int]:
-        parts = text_parts(reply.text)
+        # Telegram takes a message's direction from its first strong letter: an Arabic line that
+        # starts with a number or a Latin code would show left to right without this mark.
+        parts = [RLM + part if reply.rtl and part else part for part in text_parts(reply.text)]
         if not parts:
             log.warning("chat %s: an empty Text reply was not sent", turn.chat_id)
             return []
