@@ -103,3 +103,51 @@ class BillerUnavailable(FatouraError):
 
 class TooManyAttempts(FatouraError):
     msgid = N_("Too many failed attempts. Please wait {minutes} minutes before trying again.")
+
+
+# --- Checkout and payment ------------------------------------------------------------------
+
+
+class EmptySelection(InvalidInput):
+    msgid = N_("Select at least one invoice to pay.")
+
+
+class ChannelNotAllowed(FatouraError):
+    """params: channel, allowed (tuple of the channels every selected invoice accepts)."""
+
+    msgid = N_("This payment method is not accepted for the selected invoices.")
+
+
+class InvoiceAlreadyPaid(FatouraError):
+    """params: numbers (the invoices already paid, comma-separated)."""
+
+    msgid = N_("Already paid: {numbers}.")
+
+
+class AlreadyCovered(FatouraError):
+    """A still-pending payment (reference, code or card link) covers some selected invoices.
+
+    params: numbers, checkout_id; attribute `checkout` holds the covering Checkout row.
+    """
+
+    msgid = N_("A payment in progress already covers {numbers}.")
+
+    def __init__(self, detail: str | None = None, *, checkout=None, **params) -> None:  # noqa: ANN001
+        super().__init__(detail, **params)
+        self.checkout = checkout
+
+
+class CheckoutNotFound(FatouraError, LookupError):
+    msgid = N_("This payment was not found.")
+
+
+class CheckoutClosed(FatouraError):
+    msgid = N_("This payment can no longer be changed.")
+
+
+class PaymentUnavailable(FatouraError):
+    msgid = N_("This payment method is not available right now. Please try again later or choose another one.")
+
+
+class UnknownGateway(FatouraError, LookupError):
+    msgid = N_("This payment method is not available.")

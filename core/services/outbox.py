@@ -1,5 +1,29 @@
 """The outbox: messages to deliver to a chat, written in the same transaction as what caused them,
-delivered by workers that claim due rows (SKIP LOCKED on PostgreSQL) and retry with backoff."""
+delivered by workers that claim due rows (SKIP LOCKED on PostgreSQL) and retry with backoff.
+
+Payload of a chat message (`channel` = the chat's channel, `chat_id` = its chat), JSON:
+
+    {
+      "text": str,                      # already translated into the user's language
+      "rtl": bool,                      # optional: the text reads right-to-left (ar)
+      "language": "fr" | "ar" | "en",   # optional: the language it was written in
+      "buttons": [[{"label": str, "data": str} | {"label": str, "url": str}, ...], ...],  # optional rows
+      "document": {"kind": "receipt", "payment_id": int, "language": str, "filename": str}  # optional
+    }
+
+A document is not stored in the row: it is rendered when delivered (a receipt from its payment
+id). `bot.conversation.outbox_replies.payload_to_replies(payload, db)` turns a payload into the
+conversation's Text / Document replies, so each channel sender reuses its reply renderer.
+
+Kinds written so far: "payment_paid", "payment_declined", "payment_mismatch", "payment_held"
+(core.services.confirmations). Button data "Pc|<checkout_id>" (retry with the same channel) and
+"Pn|<checkout_id>" (choose another channel) are routed by the conversation.
+
+Channel "biller" (chat_id = the biller code), kind "biller_notice": a paid notice for a biller
+connector, payload {"biller", "account_ref", "invoice_numbers", "transaction_id", "amount" ("123.45"),
+"paid_at" (ISO 8601), "channel", "checkout_id"}; delivered by
+`core.services.confirmations.biller_notice_sender(billers)` registered as the worker's "biller" sender.
+"""
 from __future__ import annotations
 
 import socket
