@@ -528,3 +528,12 @@ def test_no_callback_body_gets_a_500(fuzz_client, data, gateway):
     response = client.post(f"/webhooks/payments/{gateway}", content=body, headers=headers)
     assert response.status_code < 500, response.text
     assert response.text in ("ACTION=POSTAUTH", "APPROVED", "FAILURE")
+
+
+async def test_a_transaction_id_reused_for_another_checkout_is_rejected(world):
+    first = await world.checkout(numbers=("02296945",))
+    second = await world.checkout(numbers=("02296947",))
+    assert (await world.apply("cmi", callback_for(first, txn="SAME")))[0] == OUTCOME_APPLIED
+    assert (await world.apply("cmi", callback_for(second, txn="SAME")))[0] == OUTCOME_REJECTED
+    async with world.db.session() as session:
+        assert (await session.get(Checkout, second.id)).status == "pending"

@@ -173,8 +173,10 @@ def _check_event(event: PaymentEvent) -> None:
         raise MalformedCallback("verifier returned no event")
     if not isinstance(event.amount, Decimal) or not event.amount.is_finite():
         raise MalformedCallback(f"amount {event.amount!r}")
-    if not event.transaction_id or len(str(event.transaction_id)) > MAX_TRANSACTION_ID:
-        raise MalformedCallback("transaction id missing or too long")
+    if len(str(event.transaction_id or "")) > MAX_TRANSACTION_ID:
+        raise MalformedCallback("transaction id too long")
+    if event.approved and not event.transaction_id:
+        raise MalformedCallback("approved without a transaction id")
     if not event.order_id and not event.reference:
         raise MalformedCallback("neither order id nor reference")
 
@@ -247,7 +249,9 @@ async def _existing_payment(db: Database, gateway: str, transaction_id: str) -> 
                                                           Payment.transaction_id == transaction_id))
 
 
-def _repeat(payment: Payment) -> _Result:
+def _repeat(payment: Payment, checkout_id: int) -> _Result:
+    if payment.checkout_id != checkout_id:
+        return _Result(OUTCOME_REJECTED, f"transaction already used for checkout {payment.checkout_id}", checkout_id)
     if payment.status == "paid":
         return _Result(OUTCOME_DUPLICATE, "already applied", payment.checkout_id)
     return _Result(OUTCOME_HELD, "already held", payment.checkout_id)
@@ -260,13 +264,14 @@ async def _apply(db: Database, gateway: str, event: PaymentEvent, callback_id: i
         return _Result(OUTCOME_REJECTED, f"unknown order {event.order_id or event.reference}")
     if checkout.gateway and checkout.gateway != gateway:
         return _Result(OUTCOME_REJECTED, f"checkout belongs to {checkout.gateway}", checkout.id)
+    checkout_id = checkout.id
     if event.approved:
         existing = await _existing_payment(db, gateway, txn)
         if existing is not None:
-            return _repeat(existing)
+            return _repeat(existing, checkout_id)
     try:
         async with db.transaction() as session:
-            checkout = await _lock_checkout(session, db.dialect, checkout.id)
+            checkout = await _lock_checkout(session, db.dialect, checkout_id)
             user = await session.get(ChatUser, checkout.user_id) if checkout.user_id else None
             if event.amount != checkout.amount_ttc:
                 if event.approved:
@@ -278,14 +283,14 @@ async def _apply(db: Database, gateway: str, event: PaymentEvent, callback_id: i
             payment = await session.scalar(select(Payment).where(Payment.gateway == gateway,
                                                                  Payment.transaction_id == txn))
             if payment is not None:
-                return _repeat(payment)
+                return _repeat(payment, checkout.id)
             return await _approved(session, db, gateway, checkout, user, event, callback_id, now)
     except IntegrityError:
         # A concurrent identical callback committed first: the unique constraint refused ours.
         existing = await _existing_payment(db, gateway, txn)
         if existing is None:
             raise
-        return _repeat(existing)
+        return _repeat(existing, checkout_id)
 
 
 async def _tell(session, user: ChatUser | None, kind: str, dedupe_key: str, render,  # noqa: ANN001
@@ -314,7 +319,7 @@ async def _declined(session, checkout: Checkout, user: ChatUser | None, event: P
         return _Result(OUTCOME_DECLINED, f"ignored, checkout is {checkout.status}", checkout.id)
     checkout.status = DECLINED
     checkout.updated_at = now
-    key = f"declined:{checkout.id}:{_short(str(event.transaction_id))}"
+    key = f"declined:{checkout.id}:{_short(str(event.transaction_id or event.reason or ''))}"
     await _tell(session, user, "payment_declined", key, lambda t: _declined_text(t, checkout, event))
     return _Result(OUTCOME_DECLINED, f"declined: {str(event.reason or '')[:30]}", checkout.id)
 
