@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     fatourati_expiry_hours: int = 3
     amanpay_merchant_id: str | None = None
     amanpay_secret: SecretStr | None = None
+    # CMI Fatourati aggregator API (shape unconfirmed, see core/payments/fatourati.py); the real
+    # gateway is used when api url, merchant code and api key are all set, else the sandbox one.
+    fatourati_api_url: str | None = None  # base URL of CMI's Fatourati aggregator API
+    fatourati_merchant_code: str | None = None  # {merchantCode} in the API paths
+    fatourati_store_code: str | None = None  # {store} in the API paths (defaults to the merchant code)
+    fatourati_client_id: str | None = None  # OAuth2 client-credentials id
+    fatourati_client_secret: SecretStr | None = None  # OAuth2 client-credentials secret
+    fatourati_api_key: SecretStr | None = None  # store API key: HMAC key of requests and callbacks
+    # Amanpay/M2T: our own contract (core/payments/amanpay.py); real when merchant id, secret and url are set.
+    amanpay_api_url: str | None = None  # base URL of the Amanpay API
+    amanpay_expiry_hours: int = 48  # how long a Tashilat cash code stays payable
+    # Sandbox gateways: keys derived from SECRET_KEY unless set here (never a key fixed in the code).
+    cmi_sandbox_store_key: SecretStr | None = None  # store key of the sandbox CMI page
+    fatourati_sandbox_key: SecretStr | None = None  # HMAC key of the sandbox Fatourati callbacks
+    amanpay_sandbox_secret: SecretStr | None = None  # HMAC key of the sandbox Amanpay callbacks
+    sandbox_cmi_late_seconds: float = 15.0  # delay of the sandbox CMI "late callback" test card
 
     # Linking brute-force guard: failures before a slowdown, before a lockout, and its length.
     link_failures_before_delay: int = 3
