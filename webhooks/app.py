@@ -13,7 +13,9 @@ from core.config import Settings, get_settings
 from core.db import Database
 from core.i18n import compile_catalogs
 from bot.conversation.engine import build_conversation
+from core.payments.registry import GatewayRegistry
 from webhooks.metrics import METRICS
+from webhooks.payments import router as payments_router
 from webhooks.telegram import close_telegram, install_telegram
 from webhooks.telegram import router as telegram_router
 from webhooks.webchat import install_webchat
@@ -32,7 +34,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         billers = BillerRegistry.from_settings(settings, database)
         await billers.load()
         app.state.fatoura = AppState(settings=settings, db=database, billers=billers)
-        conversation = build_conversation(settings, db=database, billers=billers)
+        app.state.gateways = GatewayRegistry.from_settings(settings)
+        conversation = build_conversation(settings, db=database, billers=billers, gateways=app.state.gateways)
         app.state.conversation = conversation
         install_webchat(app, conversation)
         install_telegram(app, settings, conversation)
@@ -75,10 +78,13 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(METRICS.render(), media_type="text/plain; version=0.0.4")
 
+    app.include_router(payments_router)
     if settings.sandbox:
         from webhooks.sandbox_billers import router as sandbox_billers
+        from webhooks.sandbox_gateways import router as sandbox_gateways
 
         app.include_router(sandbox_billers)
+        app.include_router(sandbox_gateways)
     return app
 
 

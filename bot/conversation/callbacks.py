@@ -27,6 +27,16 @@ LANGUAGE = "G"  # G | G|lang
 HELP = "?"
 FORGET = "X"
 FORGET_CONFIRM = "Xc"  # Xc|nonce
+PAY = "$"  # $|link_id[|issuer index]: open the selection of an account's unpaid invoices
+PAY_TOGGLE = "$t"  # $t|invoice_id
+PAY_ALL = "$a"  # select every payable invoice of the issuer again
+PAY_NEXT = "$k"  # selection done: show totals and the channels
+PAY_CHANNEL = "$c"  # $c|channel: create the checkout
+PAYMENTS = "Y"  # Y | Y|checkout_id
+PAYMENT_CANCEL = "Yx"  # Yx|checkout_id
+RECEIPT = "R"  # R|checkout_id
+RETRY_SAME = "Pc"  # Pc|checkout_id (sent by the confirmation messages)
+RETRY_OTHER = "Pn"  # Pn|checkout_id
 
 
 def pack(action: str, *args: object) -> str:

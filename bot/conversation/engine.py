@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any, Callable
 
 from bot.conversation import callbacks as cb
+from bot.conversation import payments
 from bot.conversation import views
 from bot.conversation.events import Event, EventKind
 from bot.conversation.replies import Button, DeleteMessage, Document, Reply, Text
@@ -57,8 +58,11 @@ class Turn:
 
 class Conversation:
     def __init__(self, settings: Settings, db: Database, state: StateStore, billers: BillerRegistry,
-                 clock: Callable[[], date] = today_in_morocco) -> None:
+                 clock: Callable[[], date] = today_in_morocco, gateways: Any = None) -> None:
+        from core.payments.registry import GatewayRegistry
+
         self.settings = settings
+        self.gateways = gateways if gateways is not None else GatewayRegistry.from_settings(settings)
         self.db = db
         self.store = state
         self.billers = billers
@@ -146,6 +150,8 @@ class Conversation:
             await self._list(turn, page=1, reset=True)
         elif command in ("accounts", "comptes"):
             turn.say(views.accounts(turn.t, await self._links(turn)))
+        elif command in ("payments", "paiements"):
+            await payments.payments(self, turn, [])
         elif command in ("history", "historique"):
             await self._history(turn)
         elif command in ("forget", "oublier"):
@@ -176,6 +182,16 @@ class Conversation:
             cb.HELP: lambda: _say(turn, views.help_text(turn.t)),
             cb.FORGET: lambda: _sync(self._forget_ask, turn),
             cb.FORGET_CONFIRM: lambda: self._forget(turn, args),
+            cb.PAY: lambda: payments.open_selection(self, turn, args),
+            cb.PAY_TOGGLE: lambda: payments.toggle(self, turn, args),
+            cb.PAY_ALL: lambda: payments.select_all(self, turn),
+            cb.PAY_NEXT: lambda: payments.summary(self, turn),
+            cb.PAY_CHANNEL: lambda: payments.pay(self, turn, args[0] if args else ""),
+            cb.PAYMENTS: lambda: payments.payments(self, turn, args),
+            cb.PAYMENT_CANCEL: lambda: payments.cancel(self, turn, args),
+            cb.RECEIPT: lambda: payments.receipt(self, turn, args),
+            cb.RETRY_SAME: lambda: payments.retry(self, turn, args, same_channel=True),
+            cb.RETRY_OTHER: lambda: payments.retry(self, turn, args, same_channel=False),
         }.get(action)
         if handler is None:
             await self._stale(turn)
@@ -355,7 +371,8 @@ class Conversation:
             head += "\n" + t._("You have no unpaid invoice.")
         turn.state["list"] = {"scope": saved.id, "filters": {}}
         turn.say(views.text(t, head,
-                            [Button(t._("See the invoices"), cb.pack(cb.SCOPE, saved.id))],
+                            [Button(t._("See the invoices"), cb.pack(cb.SCOPE, saved.id))]
+                            + ([Button(t._("Pay"), cb.pack(cb.PAY, saved.id))] if page.total else []),
                             [Button(t._("Rename"), cb.pack(cb.RENAME, saved.id)), views.menu_button(t)]))
 
     # --- invoices -------------------------------------------------------------------------------
@@ -391,7 +408,9 @@ class Conversation:
         listed = await invoice_service.list_invoices(self.billers, links, filters, page=page)
         turn.state["list"]["page"] = listed.page
         turn.state["list"]["issuers"] = list(listed.issuers)[:12]
-        turn.say(views.invoice_list(turn.t, listed, filters, self.today(), many_accounts=len(links) > 1, replace=replace))
+        pay_link = links[0].id if len(links) == 1 and filters.status == "unpaid" and listed.total else None
+        turn.say(views.invoice_list(turn.t, listed, filters, self.today(), many_accounts=len(links) > 1,
+                                    replace=replace, pay_link=pay_link))
 
     async def _scope(self, turn: Turn, args: list[str]) -> None:
         link_id = _int(args, 0)
@@ -600,9 +619,10 @@ async def _sync(fn: Callable[[Turn], None], turn: Turn) -> None:
 
 
 def build_conversation(settings: Settings, db: Database | None = None, state: StateStore | None = None,
-                       billers: BillerRegistry | None = None) -> Conversation:
+                       billers: BillerRegistry | None = None, gateways: Any = None) -> Conversation:
     """The conversation with this deployment's database, shared state and billers."""
     from core.state import make_state
 
     db = db or Database(settings.database_url)
-    return Conversation(settings, db, state or make_state(settings.redis_url), billers or BillerRegistry.from_settings(settings, db))
+    return Conversation(settings, db, state or make_state(settings.redis_url),
+                        billers or BillerRegistry.from_settings(settings, db), gateways=gateways)

@@ -40,8 +40,9 @@ def menu(t: Translator, *, has_accounts: bool, intro: str | None = None, replace
     if has_accounts:
         rows.append([Button(t._("Unpaid invoices"), cb.pack(cb.UNPAID, 1)),
                      Button(t._("Paid invoices"), cb.pack(cb.HISTORY))])
-        rows.append([Button(t._("My accounts"), cb.pack(cb.ACCOUNTS)),
-                     Button(t._("Link an account"), cb.pack(cb.LINK))])
+        rows.append([Button(t._("My payments"), cb.pack(cb.PAYMENTS)),
+                     Button(t._("My accounts"), cb.pack(cb.ACCOUNTS))])
+        rows.append([Button(t._("Link an account"), cb.pack(cb.LINK))])
     else:
         rows.append([Button(t._("Link an account"), cb.pack(cb.LINK))])
     rows.append([Button(t._("Language"), cb.pack(cb.LANGUAGE)), Button(t._("Help"), cb.pack(cb.HELP))])
@@ -96,7 +97,7 @@ def describe_filters(t: Translator, filters: Filters) -> str:
 
 
 def invoice_list(t: Translator, page: ListPage, filters: Filters, today: date, *, many_accounts: bool,
-                 replace: bool = False) -> Text:
+                 replace: bool = False, pay_link: int | None = None) -> Text:
     if filters.status == "unpaid":
         title = t._("Unpaid invoices")
     elif filters.status == "paid":
@@ -127,6 +128,13 @@ def invoice_list(t: Translator, page: ListPage, filters: Filters, today: date, *
     if page.page < page.pages:
         nav.append(Button(t._("Next ▶"), cb.pack(cb.UNPAID, page.page + 1)))
     rows.append(nav)
+    if pay_link is not None:
+        rows.append([Button(t._("Pay"), cb.pack(cb.PAY, pay_link))])
+    elif filters.status == "unpaid":
+        # One payment = one account and one issuer: pick the account first.
+        accounts = {row.link.id: row.link for row in page.items}
+        rows.append([Button(t._("Pay {account}", account=account_name(t, link))[:60], cb.pack(cb.PAY, link.id))
+                     for link in list(accounts.values())[:3]])
     rows.append([Button(t._("Filters"), cb.pack(cb.FILTERS)), menu_button(t)])
     return text(t, "\n".join(lines) + "\n\n" + "\n\n".join(items), *rows, replace=replace)
 
@@ -160,7 +168,10 @@ def invoice_detail(t: Translator, link: LinkedAccount, invoice: BillerInvoice, t
     for prestation in invoice.prestations:
         details = " · ".join(str(prestation[k]) for k in ("operation_type", "reference") if prestation.get(k))
         lines.append("• " + prestation.get("name", "") + (f" ({details})" if details else ""))
-    rows = [[Button(t._("Get the PDF"), cb.pack(cb.PDF, link.id, invoice.number))],
+    first_row = [Button(t._("Get the PDF"), cb.pack(cb.PDF, link.id, invoice.number))]
+    if invoice.status == "unpaid":
+        first_row.insert(0, Button(t._("Pay"), cb.pack(cb.PAY, link.id)))
+    rows = [first_row,
             [Button(t._("Back to the list"), cb.pack(cb.UNPAID, 0)), menu_button(t)]]
     return text(t, "\n".join(lines), *rows)
 
@@ -197,7 +208,7 @@ def account(t: Translator, link: LinkedAccount, biller_name: str) -> Text:
              t._("Identifier: {identifier}", identifier=shown_identifier(link.identifier))]
     if link.holder_name:
         lines.append(t._("Holder: {name}", name=link.holder_name))
-    rows = [[Button(t._("Unpaid invoices"), cb.pack(cb.SCOPE, link.id))],
+    rows = [[Button(t._("Unpaid invoices"), cb.pack(cb.SCOPE, link.id)), Button(t._("Pay"), cb.pack(cb.PAY, link.id))],
             [Button(t._("Rename"), cb.pack(cb.RENAME, link.id)), Button(t._("Unlink"), cb.pack(cb.UNLINK, link.id))],
             [Button(t._("My accounts"), cb.pack(cb.ACCOUNTS)), menu_button(t)]]
     return text(t, "\n".join(lines), *rows, replace=True)
