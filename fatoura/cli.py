@@ -62,6 +62,23 @@ def cmd_sandbox_seed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_sandbox_pay(args: argparse.Namespace, settings: Settings) -> int:
+    """Pay a Fatourati reference or a Tashilat code at the sandbox "agency counter"."""
+    from core.errors import InvalidAmount
+    from core.money import parse_amount
+    from webhooks.sandbox_gateways import pay_reference
+
+    try:
+        amount = parse_amount(args.amount)
+    except InvalidAmount:
+        print("--amount must be a positive amount in dirhams, e.g. 299.81", file=sys.stderr)
+        return 2
+    result = asyncio.run(pay_reference(args.base_url or settings.public_base_url, None, args.reference, amount,
+                                       late=args.late, settings=settings))
+    print(f"counter: HTTP {result.status} {result.body}")
+    return 0 if result.status < 400 else 1
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -132,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--accounts", type=int, default=0)
     seed.add_argument("--seed", type=int, default=None, help="generator seed (default: SANDBOX_SEED)")
     seed.set_defaults(func=cmd_sandbox_seed)
+
+    pay = sandbox.add_parser("pay", help="pay a Fatourati reference or a Tashilat code at the sandbox counter")
+    pay.add_argument("reference", help="13-digit Fatourati reference or 12-digit Tashilat code")
+    pay.add_argument("--amount", required=True, help="amount paid at the counter, e.g. 299.81")
+    pay.add_argument("--late", action="store_true", help="pay after the reference has expired")
+    pay.add_argument("--base-url", default=None, help="the web app (default: PUBLIC_BASE_URL)")
+    pay.set_defaults(func=cmd_sandbox_pay)
 
     telegram = commands.add_parser("telegram", help="Telegram bot").add_subparsers(dest="action", required=True)
     telegram.add_parser("polling", help="run the bot with long polling").set_defaults(func=cmd_telegram_polling)

@@ -45,7 +45,7 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
         await asyncio.sleep(0.05)
     if tasks[0].done():
         return 1
-    tasks.append(asyncio.create_task(work(db, {**build_senders(settings), **app.state.senders}, stop=stop), name="worker"))
+    tasks.append(asyncio.create_task(work(db, {**build_senders(settings, db, app.state.fatoura.billers), **app.state.senders}, stop=stop), name="worker"))
     if settings.telegram_bot_token:
         from bot.channels.telegram.runner import start_polling_task
 

@@ -8,6 +8,9 @@ from typing import Awaitable, Callable
 from core.config import Settings
 from core.db import Database
 from core.services import outbox
+from core.services.outbox import PermanentFailure, RetryLater
+
+__all__ = ["PermanentFailure", "RetryLater", "Sender", "deliver_due", "work", "run_worker"]
 
 log = logging.getLogger("fatoura.worker")
 
@@ -15,19 +18,9 @@ log = logging.getLogger("fatoura.worker")
 Sender = Callable[[outbox.Claimed], Awaitable[str | None]]
 
 
-class PermanentFailure(Exception):
-    """The platform refused for good (chat blocked the bot, chat gone): no retry."""
-
-
-class RetryLater(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 async def deliver_due(db: Database, senders: dict[str, Sender], worker: str, limit: int = 20) -> int:
     """Deliver what is due now; returns how many messages were handled."""
-    claimed = await outbox.claim_due(db, worker, limit)
+    claimed = await outbox.claim_due(db, worker, limit, channels=sorted(senders))
     for message in claimed:
         sender = senders.get(message.channel)
         if sender is None:
@@ -47,12 +40,30 @@ async def deliver_due(db: Database, senders: dict[str, Sender], worker: str, lim
     return len(claimed)
 
 
+EXPIRE_EVERY = 60.0  # seconds between sweeps of expired checkouts
+
+
 async def work(db: Database, senders: dict[str, Sender], *, once: bool = False, idle_seconds: float = 1.0,
                stop: asyncio.Event | None = None) -> None:
+    """Deliver the outbox and release the invoices of expired checkouts, until `stop` is set."""
+    from core.services.checkout import expire_due
+
     worker = outbox.worker_id()
     stop = stop or asyncio.Event()
+    next_sweep = 0.0
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
-        handled = await deliver_due(db, senders, worker)
+        if loop.time() >= next_sweep:
+            try:
+                await expire_due(db)
+            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one
+                log.exception("expiring checkouts failed")
+            next_sweep = loop.time() + EXPIRE_EVERY
+        try:
+            handled = await deliver_due(db, senders, worker)
+        except Exception:  # noqa: BLE001 - the database may be briefly away: wait and go on
+            log.exception("outbox delivery round failed")
+            handled = 0
         if once and not handled:
             return
         if not handled:
@@ -62,12 +73,17 @@ async def work(db: Database, senders: dict[str, Sender], *, once: bool = False, 
                 pass
 
 
-def build_senders(settings: Settings) -> dict[str, Sender]:
-    senders: dict[str, Sender] = {}
+def build_senders(settings: Settings, db: Database, billers=None) -> dict[str, Sender]:  # noqa: ANN001
+    """The senders this process can run: billers' paid notices always, Telegram when configured.
+    (The web chat's sender lives in the web process that holds the open pages.)"""
+    from core.billers.registry import BillerRegistry
+    from core.services.confirmations import biller_notice_sender
+
+    senders: dict[str, Sender] = {"biller": biller_notice_sender(billers or BillerRegistry.from_settings(settings, db))}
     if settings.telegram_bot_token:
         from bot.channels.telegram.outbox import telegram_sender
 
-        senders["telegram"] = telegram_sender(settings)
+        senders["telegram"] = telegram_sender(settings, db)
     return senders
 
 
@@ -76,7 +92,7 @@ async def run_worker(settings: Settings, once: bool = False) -> int:
 
     await upgrade_async(settings.database_url)
     db = Database(settings.database_url)
-    senders = build_senders(settings)
+    senders = build_senders(settings, db)
     log.info("worker started; channels: %s", ", ".join(sorted(senders)) or "none configured")
     try:
         await work(db, senders, once=once)

@@ -12,6 +12,7 @@ from core.billers.registry import BillerRegistry
 from core.config import Settings, get_settings
 from core.db import Database
 from core.i18n import compile_catalogs
+from bot.channels.webchat_outbox import webchat_sender
 from bot.conversation.engine import build_conversation
 from core.payments.registry import GatewayRegistry
 from webhooks.metrics import METRICS
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         app.state.gateways = GatewayRegistry.from_settings(settings)
         conversation = build_conversation(settings, db=database, billers=billers, gateways=app.state.gateways)
         app.state.conversation = conversation
-        install_webchat(app, conversation)
+        webchat = install_webchat(app, conversation)
+        app.state.senders["webchat"] = webchat_sender(webchat, database)
         install_telegram(app, settings, conversation)
         try:
             yield

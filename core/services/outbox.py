@@ -65,13 +65,28 @@ class Claimed:
     attempts: int
 
 
-async def claim_due(db: Database, worker: str, limit: int = 20, now: datetime | None = None) -> list[Claimed]:
+class PermanentFailure(Exception):
+    """The platform refused for good (the chat blocked the bot, the chat is gone): no retry."""
+
+
+class RetryLater(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+async def claim_due(db: Database, worker: str, limit: int = 20, now: datetime | None = None,
+                    channels: list[str] | None = None) -> list[Claimed]:
+    """Claim due messages, only of `channels` when given (a worker claims what it can send)."""
     now = now or utcnow()
     async with db.transaction() as session:
+        conditions = [or_(OutboxMessage.status == "queued",
+                          (OutboxMessage.status == "sending") & (OutboxMessage.claimed_at < now - CLAIM_TIMEOUT)),
+                      OutboxMessage.next_attempt_at <= now]
+        if channels is not None:
+            conditions.append(OutboxMessage.channel.in_(channels))
         query = (select(OutboxMessage)
-                 .where(or_(OutboxMessage.status == "queued",
-                            (OutboxMessage.status == "sending") & (OutboxMessage.claimed_at < now - CLAIM_TIMEOUT)),
-                        OutboxMessage.next_attempt_at <= now)
+                 .where(*conditions)
                  .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit))
         if db.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
