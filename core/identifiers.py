@@ -121,16 +121,22 @@ def normalize_invoice_number(raw: str) -> str:
     return text
 
 
-def luhn_valid(digits: str) -> bool:
+def luhn_check_digit(digits: str) -> str:
+    """The Luhn digit to append to `digits` (card numbers, our payment references)."""
     total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char)
+        if i % 2 == 0:  # these positions are doubled once the check digit is appended
+            n *= 2
+            if n > 9:
+                n -= 9
+        total += n
+    return str((10 - total % 10) % 10)
+
+
+def luhn_valid(number: str) -> bool:
+    return number.isascii() and number.isdigit() and len(number) >= 2 and \
+        luhn_check_digit(number[:-1]) == number[-1]
 
 
 _CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")

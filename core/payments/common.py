@@ -15,6 +15,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from core.identifiers import luhn_check_digit, luhn_valid  # noqa: F401 - re-exported for the gateways
 from core.payments.base import CallbackRequest, ForgedCallback, MalformedCallback
 
 MAX_CALLBACK_BYTES = 64 * 1024
@@ -60,25 +61,7 @@ def wire_id(value: object, what: str) -> str:
     return text
 
 
-# --- Check digits ---------------------------------------------------------------------------
-
-
-def luhn_check_digit(digits: str) -> str:
-    """The Luhn digit to append to `digits`."""
-    total = 0
-    for i, char in enumerate(reversed(digits)):
-        n = int(char)
-        if i % 2 == 0:  # these positions are doubled once the check digit is appended
-            n *= 2
-            if n > 9:
-                n -= 9
-        total += n
-    return str((10 - total % 10) % 10)
-
-
-def luhn_valid(number: str) -> bool:
-    return number.isascii() and number.isdigit() and len(number) >= 2 and \
-        luhn_check_digit(number[:-1]) == number[-1]
+# --- References ------------------------------------------------------------------------------
 
 
 def random_reference(length: int) -> str:
