@@ -71,6 +71,9 @@ def _clean(text: object) -> str:
     return _BIDI_CONTROLS.sub("", str(text))
 
 
+TOTALS_WIDTH = 92.0  # mm, the HT / TVA / TTC box
+
+
 class _InvoicePage:
     def __init__(self, t: Translator, biller_name: str) -> None:
         self.t = t
@@ -228,30 +231,11 @@ class _InvoicePage:
         if y > pdf.h - MARGIN - 60:  # keep the totals block in one piece
             pdf.add_page()
             y = MARGIN
-        w, pad = 92.0, 1.8
         rate = format_percent(invoice.tva_rate, locale=t.locale)
-        lines = [(t._("Total excl. VAT"), t.amount(invoice.amount_ht), False),
-                 (t._("VAT ({rate})", rate=rate), t.amount(invoice.amount_tva), False),
-                 (t._("Total incl. VAT"), t.amount(invoice.amount_ttc), True)]
-        # Amounts never wrap (they are widest in the bold TTC line); the labels get the rest.
-        self._font(10.5, bold=True)
-        amount_w = min(w / 2, max(pdf.get_string_width(_clean(amount)) for _, amount, _ in lines) + 2)
-        label_w = w - amount_w - 3 * pad
-        x, top = self.width - w, y
-        for label, amount, grand in lines:
-            # Translated labels may wrap: measure first so the row (and its fill) fits them.
-            self._font(10.5 if grand else 9, bold=grand, colour=(255, 255, 255) if grand else MUTED)
-            height = max(self._height(label_w, label), self._height(amount_w, amount)) + 2 * pad
-            if grand:
-                pdf.set_fill_color(*ACCENT)
-                pdf.rect(self._x(x, w), y, w, height, style="F")
-            self._text(x + pad, y + pad, label_w, label)
-            if not grand:
-                pdf.set_text_color(*INK)
-            self._text(x + 2 * pad + label_w, y + pad, amount_w, amount, end=True)
-            y += height
-            if not grand:
-                self._rule_at(x, y, w)
+        w, top = TOTALS_WIDTH, y
+        y = self._totals_box(y, [(t._("Total excl. VAT"), t.amount(invoice.amount_ht), False),
+                                 (t._("VAT ({rate})", rate=rate), t.amount(invoice.amount_tva), False),
+                                 (t._("Total incl. VAT"), t.amount(invoice.amount_ttc), True)])
 
         # Status and payment means beside the totals, on the start side.
         side = self.width - w - 10
@@ -272,6 +256,30 @@ class _InvoicePage:
             self._font(9)
             sy = self._text(0, sy + 0.5, side, means)
         return max(y, sy)
+
+    def _totals_box(self, y: float, lines: list[tuple[str, str, bool]], w: float = TOTALS_WIDTH) -> float:
+        """HT / TVA / TTC rows on the end side, the grand total filled; returns the y below."""
+        pdf, pad = self.pdf, 1.8
+        # Amounts never wrap (they are widest in the bold TTC line); the labels get the rest.
+        self._font(10.5, bold=True)
+        amount_w = min(w / 2, max(pdf.get_string_width(_clean(amount)) for _, amount, _ in lines) + 2)
+        label_w = w - amount_w - 3 * pad
+        x = self.width - w
+        for label, amount, grand in lines:
+            # Translated labels may wrap: measure first so the row (and its fill) fits them.
+            self._font(10.5 if grand else 9, bold=grand, colour=(255, 255, 255) if grand else MUTED)
+            height = max(self._height(label_w, label), self._height(amount_w, amount)) + 2 * pad
+            if grand:
+                pdf.set_fill_color(*ACCENT)
+                pdf.rect(self._x(x, w), y, w, height, style="F")
+            self._text(x + pad, y + pad, label_w, label)
+            if not grand:
+                pdf.set_text_color(*INK)
+            self._text(x + 2 * pad + label_w, y + pad, amount_w, amount, end=True)
+            y += height
+            if not grand:
+                self._rule_at(x, y, w)
+        return y
 
     def _rule_at(self, x: float, y: float, w: float) -> None:
         self.pdf.set_draw_color(*RULE)

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Sequence
 
-from core.documents.invoice_pdf import ACCENT, HEADING, INK, MARGIN, MUTED, SHADE, STATUS_COLOURS, _clean, _InvoicePage
+from core.documents.invoice_pdf import TOTALS_WIDTH, ACCENT, HEADING, MARGIN, MUTED, SHADE, STATUS_COLOURS, _clean, _InvoicePage
 from core.errors import InvalidAmount
 from core.i18n import translator
 from core.money import Totals
@@ -139,27 +139,10 @@ class _ReceiptPage(_InvoicePage):
             pdf.add_page()
             y = MARGIN
         totals = Totals.of(invoices)
-        w, pad = 92.0, 1.8
-        lines = [(t._("Total excl. VAT"), t.amount(totals.ht), False),
-                 (t._("VAT"), t.amount(totals.tva), False),
-                 (t._("Total incl. VAT"), t.amount(totals.ttc), True)]
-        self._font(10.5, bold=True)
-        amount_w = min(w / 2, max(pdf.get_string_width(_clean(a)) for _, a, _ in lines) + 2)
-        label_w = w - amount_w - 3 * pad
-        x, top = self.width - w, y
-        for label, amount, grand in lines:
-            self._font(10.5 if grand else 9, bold=grand, colour=(255, 255, 255) if grand else MUTED)
-            height = max(self._height(label_w, label), self._height(amount_w, amount)) + 2 * pad
-            if grand:
-                pdf.set_fill_color(*ACCENT)
-                pdf.rect(self._x(x, w), y, w, height, style="F")
-            self._text(x + pad, y + pad, label_w, label)
-            if not grand:
-                pdf.set_text_color(*INK)
-            self._text(x + 2 * pad + label_w, y + pad, amount_w, amount, end=True)
-            y += height
-            if not grand:
-                self._rule_at(x, y, w)
+        w, top = TOTALS_WIDTH, y
+        y = self._totals_box(y, [(t._("Total excl. VAT"), t.amount(totals.ht), False),
+                                 (t._("VAT"), t.amount(totals.tva), False),
+                                 (t._("Total incl. VAT"), t.amount(totals.ttc), True)])
         side = self.width - w - 10
         self._font(8, bold=True, colour=ACCENT)
         sy = self._text(0, top, side, t._("Status"))
