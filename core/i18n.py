@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import gettext as _gettext
 import os
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime as _datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -113,13 +114,13 @@ class Translator:
             return value.strftime("%d/%m/%Y")
         return _format_date(value, format=fmt, locale=self.locale)
 
-    def datetime(self, value: datetime, fmt: str = "short") -> str:
+    def datetime(self, value: _datetime, fmt: str = "short") -> str:
         local = value.astimezone(TIMEZONE)
         if fmt == "short":
             return local.strftime("%d/%m/%Y %H:%M")
         return _format_datetime(local, format=fmt, locale=self.locale)
 
-    def time(self, value: datetime) -> str:
+    def time(self, value: _datetime) -> str:
         return _format_time(value.astimezone(TIMEZONE), format="HH:mm", locale=self.locale)
 
     def period(self, billing_period: str | None) -> str:

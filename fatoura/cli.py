@@ -5,7 +5,6 @@ import argparse
 import asyncio
 import logging
 import sys
-from pathlib import Path
 
 from core.config import Settings, get_settings
 

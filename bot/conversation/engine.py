@@ -16,8 +16,8 @@ from bot.conversation import callbacks as cb
 from bot.conversation import payments
 from bot.conversation import views
 from bot.conversation.events import Event, EventKind
-from bot.conversation.replies import Button, DeleteMessage, Document, Reply, Text
-from core.billers.base import SECRET_EMAIL, SECRET_PAYMENT_CODE
+from bot.conversation.replies import Button, DeleteMessage, Document, Reply
+from core.billers.base import SECRET_PAYMENT_CODE
 from core.billers.catalog import normalize_identifier
 from core.billers.registry import BillerRegistry
 from core.billers.sandbox.samples import try_these

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.conversation import callbacks as cb
 from bot.conversation import views
-from bot.conversation.replies import Button, Image, Text
+from bot.conversation.replies import Button, Image
 from core.errors import N_, AlreadyCovered, MixedIssuers
 from core.money import Totals
 from core.payments.base import CHANNEL_CARD, CHANNEL_FATOURATI, CHANNEL_TASHILAT, Instruction

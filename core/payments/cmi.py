@@ -27,7 +27,6 @@ import secrets
 import string
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal
 from functools import cmp_to_key
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo

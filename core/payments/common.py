@@ -15,7 +15,9 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from core.identifiers import luhn_check_digit, luhn_valid  # noqa: F401 - re-exported for the gateways
+from core.identifiers import luhn_check_digit, luhn_valid  # noqa: F401 - luhn_valid re-exported for the gateways
+
+__all__ = ["luhn_valid"]
 from core.payments.base import CallbackRequest, ForgedCallback, MalformedCallback
 
 MAX_CALLBACK_BYTES = 64 * 1024

@@ -68,7 +68,6 @@ from core.payments.base import (
 from core.services import outbox
 from core.services.checkout import (
     CANCELLED,
-    CHANNEL_LABELS,
     DECLINED,
     EXPIRED,
     PAID,

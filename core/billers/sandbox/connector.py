@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from datetime import datetime, timezone
+from datetime import timezone
 from decimal import Decimal
 
 from sqlalchemy import func, select
 
 from core.billers.base import AccountQuery, BillerAccount, BillerInfo, BillerInvoice, InvoiceFilter, InvoicePage, PaidNotice
 from core.db import Database
-from core.errors import InvalidAmount, InvoiceNotFound, UnknownAccount, UnknownService, WrongEmail, WrongPaymentCode
+from core.errors import InvalidAmount, InvoiceNotFound, UnknownAccount, WrongEmail, WrongPaymentCode
 from core.models import InvoiceStatus, SandboxAccount, SandboxInvoice
 from core.money import ZERO, quantize
 

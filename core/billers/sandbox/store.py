@@ -12,7 +12,7 @@ from core.billers.sandbox.generator import generated_account
 from core.billers.sandbox.samples import SAMPLE_ACCOUNTS, diac_invoices
 from core.db import Database
 from core.money import tva_of
-from core.models import SandboxAccount, SandboxInvoice
+from core.models import SandboxAccount
 
 ACCOUNT_COLUMNS = ("ref", "biller", "service", "identifier", "terminal", "secret", "holder_name",
                    "customer_number", "customs_code")
