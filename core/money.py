@@ -78,6 +78,11 @@ class Amounts:
             raise InvalidAmount(f"TTC {ttc_d} below HT {ht_d}")
         return cls(ht=ht_d, tva=ttc_d - ht_d, ttc=ttc_d)
 
+    # The invoice column names, so Totals.of takes Amounts like invoices.
+    amount_ht = property(lambda self: self.ht)
+    amount_tva = property(lambda self: self.tva)
+    amount_ttc = property(lambda self: self.ttc)
+
 
 class HasAmounts(Protocol):
     amount_ht: Decimal
