@@ -22,7 +22,7 @@ def conversation(seeded_db):
 
 async def link_iam(chat: Chat) -> None:
     await chat.start()
-    await chat.press("Lier un compte")
+    await chat.press_data("L")
     await chat.press("Maroc Telecom")
     await chat.press("Mobile")
     await chat.say("06 23 36 34 44")
@@ -238,3 +238,31 @@ async def test_fifty_chats_guessing_one_lines_payment_code_are_locked_out(conver
     await chat.say("0623363444")
     await chat.say("528605")
     assert "Too many failed attempts" in chat.text and "Account linked" not in chat.text
+
+
+async def test_paid_history_shows_the_last_paid_invoices_with_pdfs(conversation):
+    chat = Chat(conversation, language="en")
+    await link_iam(chat)
+    await chat.command("history")
+    assert "Your last paid invoices" in chat.text and chat.text.count("MAROC TELECOM") == 4  # 08-11/2016
+    await chat.press("PDF 1")
+    (pdf,) = chat.documents
+    assert pdf.filename == "facture-0000528605122016.pdf"
+
+
+async def test_date_and_status_filters(conversation):
+    chat = Chat(conversation, language="en")
+    await link_iam(chat)
+    await chat.press_data("Ua|0")
+    await chat.press("Filters")
+    await chat.press("Status")
+    await chat.press("All")
+    assert "6 invoices" in chat.text
+    await chat.press("Filters")
+    await chat.press("Dates")
+    await chat.say("01/01/2017 - 28/02/2017")
+    assert "2 invoices" in chat.text and "dates: 01/01/2017 – 28/02/2017" in chat.text
+    await chat.press("Filters")
+    await chat.press("Dates")
+    await chat.say("31/02/2017")  # no such day: refused, the filter stays
+    assert "not valid" in chat.text
