@@ -116,9 +116,16 @@ async def test_youssef_pages_through_23_marsa_maroc_invoices_in_arabic(seeded_db
         assert "1/3" in first or "1 من 3" in first
         await youssef.press("التالي")
         assert youssef.calls[-1].method == "editMessageText"  # paging edits the list in place
-        await youssef.press("02296945") if "02296945" in youssef.text else None
+        assert "2/3" in youssef.text or "2 من 3" in youssef.text
         await youssef.press("التالي")
         assert youssef.text != first
+        await youssef.press("السابق")
+        await youssef.press("السابق")
+        await youssef.press("02296945")  # the oldest due date comes first
+        assert "642,40" in youssef.text  # TTC of seed 002's first row (ar_MA: 2.642,40)
+        await youssef.press("PDF")
+        (document,) = youssef.documents()
+        assert document.files["document"].filename == "facture-02296945.pdf"
         await youssef.say("/link")
         await youssef.press("PortNet")
         await youssef.say("A7K2")
