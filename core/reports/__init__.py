@@ -1,0 +1,1 @@
+"""Reports from a chat's invoices: spending charts, exports, archives (issue 8)."""
