@@ -639,7 +639,7 @@ async def test_sandbox_cmi_approved_card_round_trip(sandbox_app, caplog):
     caplog.set_level(logging.DEBUG)
     base, settings, recorder = sandbox_app
     page, target, returned = await _pay_card(base, settings, "4000 0000 0000 0002")
-    assert "4000 0000 0000 0002" in page and "Secure card payment" in page  # test cards listed
+    assert "4000 0000 0000 0002" in page and "Paiement sécurisé par carte" in page  # test cards listed, in the form's language (fr)
     code, request, event = recorder.callbacks[-1]
     assert code == "cmi" and not isinstance(event, Exception)
     assert event.approved and event.order_id == "FT240115AAAA0001" and event.amount == Decimal("3600.00")
