@@ -17,6 +17,7 @@ from bot.conversation.engine import build_conversation
 from core.payments.registry import GatewayRegistry
 from webhooks.metrics import METRICS
 from webhooks.payments import router as payments_router
+from webhooks.receipts import router as receipts_router
 from webhooks.telegram import close_telegram, install_telegram
 from webhooks.telegram import router as telegram_router
 from webhooks.webchat import install_webchat
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         return PlainTextResponse(METRICS.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(payments_router)
+    app.include_router(receipts_router)
     if settings.sandbox:
         from webhooks.sandbox_billers import router as sandbox_billers
         from webhooks.sandbox_gateways import router as sandbox_gateways

@@ -35,6 +35,10 @@ PAY_CHANNEL = "$c"  # $c|channel: create the checkout
 PAYMENTS = "Y"  # Y | Y|checkout_id
 PAYMENT_CANCEL = "Yx"  # Yx|checkout_id
 RECEIPT = "R"  # R|checkout_id
+REPORTS = "Rp"  # Rp|link_id (0 = every account)
+CHART = "Rc"  # Rc|link_id|months
+EXPORT = "Rx"  # Rx|link_id|xlsx or pdf|period ("12m" or a year)
+ARCHIVE = "Ra"  # Ra|link_id|year
 RETRY_SAME = "Pc"  # Pc|checkout_id (sent by the confirmation messages)
 RETRY_OTHER = "Pn"  # Pn|checkout_id
 

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, Callable
 
 from bot.conversation import callbacks as cb
-from bot.conversation import payments
+from bot.conversation import payments, reports
 from bot.conversation import views
 from bot.conversation.events import Event, EventKind
 from bot.conversation.replies import Button, DeleteMessage, Document, Reply
@@ -152,6 +152,8 @@ class Conversation:
             turn.say(views.accounts(turn.t, await self._links(turn)))
         elif command in ("payments", "paiements"):
             await payments.payments(self, turn, [])
+        elif command in ("reports", "rapports"):
+            await reports.menu(self, turn, [])
         elif command in ("history", "historique"):
             await self._history(turn)
         elif command in ("forget", "oublier"):
@@ -190,6 +192,10 @@ class Conversation:
             cb.PAYMENTS: lambda: payments.payments(self, turn, args),
             cb.PAYMENT_CANCEL: lambda: payments.cancel(self, turn, args),
             cb.RECEIPT: lambda: payments.receipt(self, turn, args),
+            cb.REPORTS: lambda: reports.menu(self, turn, args),
+            cb.CHART: lambda: reports.chart(self, turn, args),
+            cb.EXPORT: lambda: reports.export(self, turn, args),
+            cb.ARCHIVE: lambda: reports.archive(self, turn, args),
             cb.RETRY_SAME: lambda: payments.retry(self, turn, args, same_channel=True),
             cb.RETRY_OTHER: lambda: payments.retry(self, turn, args, same_channel=False),
         }.get(action)

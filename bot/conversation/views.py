@@ -42,7 +42,7 @@ def menu(t: Translator, *, has_accounts: bool, intro: str | None = None, replace
                      Button(t._("Paid invoices"), cb.pack(cb.HISTORY))])
         rows.append([Button(t._("My payments"), cb.pack(cb.PAYMENTS)),
                      Button(t._("My accounts"), cb.pack(cb.ACCOUNTS))])
-        rows.append([Button(t._("Link an account"), cb.pack(cb.LINK))])
+        rows.append([Button(t._("Reports"), cb.pack(cb.REPORTS, 0)), Button(t._("Link an account"), cb.pack(cb.LINK))])
     else:
         rows.append([Button(t._("Link an account"), cb.pack(cb.LINK))])
     rows.append([Button(t._("Language"), cb.pack(cb.LANGUAGE)), Button(t._("Help"), cb.pack(cb.HELP))])
@@ -209,7 +209,8 @@ def account(t: Translator, link: LinkedAccount, biller_name: str) -> Text:
     if link.holder_name:
         lines.append(t._("Holder: {name}", name=link.holder_name))
     rows = [[Button(t._("Unpaid invoices"), cb.pack(cb.SCOPE, link.id)), Button(t._("Pay"), cb.pack(cb.PAY, link.id))],
-            [Button(t._("Rename"), cb.pack(cb.RENAME, link.id)), Button(t._("Unlink"), cb.pack(cb.UNLINK, link.id))],
+            [Button(t._("Reports"), cb.pack(cb.REPORTS, link.id)), Button(t._("Rename"), cb.pack(cb.RENAME, link.id)),
+             Button(t._("Unlink"), cb.pack(cb.UNLINK, link.id))],
             [Button(t._("My accounts"), cb.pack(cb.ACCOUNTS)), menu_button(t)]]
     return text(t, "\n".join(lines), *rows, replace=True)
 

@@ -33,7 +33,7 @@ def paid_at_of(payment: Any) -> datetime:
 
 
 def render_receipt_pdf(payment: Any, checkout: Any, invoices: Sequence[Any], language: str = "fr", *,
-                       biller_name: str | None = None) -> bytes:
+                       biller_name: str | None = None, verify_url: str | None = None) -> bytes:
     """The receipt of one Payment for its Checkout and the Invoice rows it paid, as PDF bytes."""
     for invoice in invoices:
         for name in ("amount_ht", "amount_tva", "amount_ttc"):
@@ -43,7 +43,9 @@ def render_receipt_pdf(payment: Any, checkout: Any, invoices: Sequence[Any], lan
     if not isinstance(payment.amount, Decimal):
         raise InvalidAmount(f"payment amount must be Decimal, got {payment.amount!r}")
     t = translator(language)
-    return _ReceiptPage(t, biller_name or checkout.issuer).render_receipt(payment, checkout, list(invoices))
+    page = _ReceiptPage(t, biller_name or checkout.issuer)
+    page.verify_url = verify_url
+    return page.render_receipt(payment, checkout, list(invoices))
 
 
 class _ReceiptPage(_InvoicePage):
@@ -157,6 +159,8 @@ class _ReceiptPage(_InvoicePage):
         pdf.set_auto_page_break(False)
         text = t._("Receipt issued by Fatoura for a payment confirmed by the payment gateway. "
                    "Amounts in Moroccan dirhams (MAD).")
+        if getattr(self, "verify_url", None):
+            text += " " + t._("Check this receipt: {url}", url=self.verify_url)
         pages = pdf.pages_count
         for page in range(1, pages + 1):
             pdf.page = page

@@ -91,7 +91,7 @@ def write_pdf(t: Translator, rows: Iterable[Row], out: IO[bytes] | Path, title: 
     page = _InvoicePage(t, title)
     pdf = page.pdf
     pdf.add_page(orientation="L")
-    widths = (30, 30, 28, 28, 18, 22, 22, 26, 22, 26, 25)
+    widths = (36, 30, 26, 26, 16, 20, 20, 24, 20, 24, 25)  # mm, 267 of the 277 between margins
     shown = [i for i in range(len(COLUMNS))]
 
     def header(y: float) -> float:

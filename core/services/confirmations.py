@@ -470,8 +470,14 @@ async def receipt_pdf(db: Database, payment_id: int, language: str = "fr",
         invoices = (await session.scalars(select(Invoice).join(CheckoutItem, CheckoutItem.invoice_id == Invoice.id)
                                           .where(CheckoutItem.checkout_id == payment.checkout_id)
                                           .order_by(Invoice.due_date, Invoice.number))).all()
+    verify_url = None
+    if payment.receipt_code:
+        from core.config import get_settings
+        from core.reports.receipts import verification_url
+
+        verify_url = verification_url(get_settings(), payment.receipt_code)
     pdf = await asyncio.to_thread(render_receipt_pdf, payment, checkout, list(invoices), language,
-                                  biller_name=biller_name)
+                                  biller_name=biller_name, verify_url=verify_url)
     return receipt_filename(payment, language), pdf
 
 
