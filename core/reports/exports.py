@@ -12,6 +12,7 @@ from typing import IO, Iterable, Protocol
 
 from core.errors import N_
 from core.i18n import Translator
+from core.identifiers import display_phone
 
 COLUMNS = (  # (msgid, attribute)
     (N_("Invoice No."), "number"),
@@ -91,16 +92,20 @@ def write_pdf(t: Translator, rows: Iterable[Row], out: IO[bytes] | Path, title: 
     page = _InvoicePage(t, title)
     pdf = page.pdf
     pdf.add_page(orientation="L")
-    widths = (36, 30, 26, 26, 16, 20, 20, 24, 20, 24, 25)  # mm, 267 of the 277 between margins
+    widths = (34, 30, 26, 26, 18, 20, 20, 24, 20, 24, 25)  # mm, 267 of the 277 between margins
     shown = [i for i in range(len(COLUMNS))]
 
+    labels = [t._(COLUMNS[i][0]) for i in shown]
+    page._font(7, bold=True)
+    header_height = max(page._height(widths[i] - 1, label, h=3.5) for i, label in zip(shown, labels)) + 2
+
     def header(y: float) -> float:
-        page._font(8, bold=True)
+        page._font(7, bold=True)
         x = 10.0
-        for i in shown:
-            page._text(x, y, widths[i], t._(COLUMNS[i][0]))
+        for i, label in zip(shown, labels):
+            page._text(x, y, widths[i] - 1, label, h=3.5)
             x += widths[i]
-        return y + 10
+        return y + header_height
 
     page._font(13, bold=True)
     page._text(10, 10, 270, title)
@@ -114,11 +119,14 @@ def write_pdf(t: Translator, rows: Iterable[Row], out: IO[bytes] | Path, title: 
         x = 10.0
         for i in shown:
             value = _value(t, row, COLUMNS[i][1])
-            if isinstance(value, Decimal):
+            amount = isinstance(value, Decimal)
+            if amount:
                 value = t.number(value)
             elif isinstance(value, date):
                 value = t.date(value)
-            page._text(x, y, widths[i], "" if value is None else str(value))
+            elif COLUMNS[i][1] == "call_number" and value:
+                value = display_phone(value)
+            page._line(x, y, widths[i], "" if value is None else str(value), end=amount)
             x += widths[i]
         y += 6
         count += 1
