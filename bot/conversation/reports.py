@@ -1,7 +1,8 @@
 """Reports in the chat: the spending chart, exports of the invoice table, a year's PDFs as a ZIP."""
 from __future__ import annotations
 
-import io
+import asyncio
+import tempfile
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -85,14 +86,25 @@ async def export(conv: "Conversation", turn: "Turn", args: list[str]) -> None:
     rows.sort(key=lambda invoice: (invoice.invoice_date, invoice.number))
     turn.say(views.text(t, t.ngettext("Preparing the export of {n} invoice…", "Preparing the export of {n} invoices…",
                                       len(rows))))
-    title = t._("Invoices") + " · " + _scope_name(turn, links)
-    out = io.BytesIO()
     if fmt == "xlsx":
-        write_xlsx(t, rows, out, t._("Invoices"))
-        turn.say(Document(f"factures-{period}.xlsx", out.getvalue(), MIME_XLSX))
+        content = await _render(write_xlsx, t, rows, t._("Invoices"))
+        turn.say(Document(f"factures-{period}.xlsx", content, MIME_XLSX))
     else:
-        write_pdf(t, rows, out, title)
-        turn.say(Document(f"factures-{period}.pdf", out.getvalue()))
+        content = await _render(write_pdf, t, rows, t._("Invoices") + " · " + _scope_name(turn, links))
+        turn.say(Document(f"factures-{period}.pdf", content))
+
+
+async def _render(write, t, rows: list, title: str) -> bytes:  # noqa: ANN001 - write_xlsx / write_pdf
+    """Write the export off the event loop (thousands of rows take seconds) into a spooled file,
+    then read it once: the file is held in memory a single time, and on disk when large."""
+
+    def run() -> bytes:
+        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+            write(t, rows, spool, title)
+            spool.seek(0)
+            return spool.read()
+
+    return await asyncio.to_thread(run)
 
 
 async def archive(conv: "Conversation", turn: "Turn", args: list[str]) -> None:
