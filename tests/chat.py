@@ -10,17 +10,24 @@ _ids = itertools.count(1)
 
 
 class Chat:
-    def __init__(self, conversation, chat_id: str = "c1", channel: str = "webchat", language: str = "fr") -> None:
+    def __init__(self, conversation, chat_id: str = "c1", channel: str = "webchat", language: str = "fr",
+                 early: bool = False) -> None:
         self.conversation = conversation
         self.chat_id = chat_id
         self.channel = channel
         self.language = language
         self.replies: list = []
+        self.early = early  # like a live channel: replies flushed before the turn ends land in `sent_early`
+        self.sent_early: list = []
+
+    async def _early(self, replies: list) -> None:
+        self.sent_early.extend(replies)
 
     async def _send(self, kind: EventKind, **kw) -> list:
         kw.setdefault("update_id", str(next(_ids)))
         event = Event(channel=self.channel, chat_id=self.chat_id, kind=kind, language=self.language, **kw)
-        self.replies = await self.conversation.handle(event)
+        self.sent_early = []
+        self.replies = await self.conversation.handle(event, self._early if self.early else None)
         return self.replies
 
     async def start(self) -> list:

@@ -196,9 +196,9 @@ async def test_twenty_updates_of_one_chat_at_once_are_handled_in_order(seeded_db
     order = []
     original = conversation._handle
 
-    async def spy(event):
+    async def spy(event, *args):
         order.append(event.update_id)
-        return await original(event)
+        return await original(event, *args)
 
     conversation._handle = spy
     events = [Event("webchat", "c1", EventKind.BUTTON, data="U|1", update_id=f"o{i}") for i in range(20)]

@@ -86,6 +86,15 @@ async def test_excel_export_has_typed_cells_and_pdf_export_every_number(conversa
         assert number in text
 
 
+async def test_preparing_is_said_before_the_export_is_ready(conversation):
+    chat = await linked(conversation, "fr")
+    chat.early = True
+    await chat.press_data("Rx|0|pdf|2016")
+    assert [type(r).__name__ for r in chat.sent_early] == ["Text"]
+    assert "Préparation de l’export de 4 factures" in chat.sent_early[0].text
+    assert [type(r).__name__ for r in chat.replies] == ["Document"]  # the file follows on its own
+
+
 async def test_a_years_pdfs_as_one_zip(conversation):
     chat = await linked(conversation, "fr")
     await chat.press_data("Ra|0|2016")

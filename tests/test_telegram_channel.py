@@ -45,7 +45,7 @@ class Script:
         self.events: list[Event] = []
         self.answer = answer or (lambda event: [Text(f"got {event.kind.value}")])
 
-    async def handle(self, event: Event) -> list[Reply]:
+    async def handle(self, event: Event, early=None) -> list[Reply]:  # noqa: ANN001
         self.events.append(event)
         replies = self.answer(event)
         return await replies if inspect.isawaitable(replies) else replies

@@ -34,7 +34,7 @@ class ScriptedConversation:
         self.events: list[Event] = []
         self._seen: set[tuple[str, str]] = set()
 
-    async def handle(self, event: Event) -> list:
+    async def handle(self, event: Event, early=None) -> list:  # noqa: ANN001
         self.events.append(event)
         if event.update_id:
             if (event.chat_id, event.update_id) in self._seen:

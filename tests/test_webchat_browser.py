@@ -28,7 +28,7 @@ class ScriptedConversation:
         self.language = "fr"
         self.events: list[Event] = []
 
-    async def handle(self, event: Event) -> list:
+    async def handle(self, event: Event, early=None) -> list:  # noqa: ANN001
         self.events.append(event)
         rtl = self.language == "ar"
         if event.kind is EventKind.START:

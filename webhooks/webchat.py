@@ -258,8 +258,12 @@ async def _on_frame(webchat: WebChat, raw: str | bytes | None, session: str | No
     if session is None:
         session = event.chat_id
         webchat.hub.attach(session, send)
+    async def early(replies: list) -> None:
+        for frame in webchat.adapter.render(replies, source_message_id=event.source_message_id):
+            await send(frame)
+
     try:
-        replies = await webchat.conversation.handle(event)
+        replies = await webchat.conversation.handle(event, early)
     except Exception:  # noqa: BLE001 - logged with its trace; the page is told and the socket lives on
         log.exception("%s conversation failed on a %s frame", CHANNEL, event.kind.value)
         await send(FrameError("unavailable", "the message could not be handled", event.update_id).frame())

@@ -10,7 +10,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from bot.conversation import callbacks as cb
 from bot.conversation import payments, reports
@@ -36,6 +36,8 @@ log = logging.getLogger("fatoura.conversation")
 STATE_TTL = 30 * 24 * 3600
 UPDATE_TTL = 24 * 3600  # platforms retry a delivery for at most a day
 
+Early = Callable[[list[Reply]], Awaitable[Any]]  # a channel's way to send replies before the turn ends
+
 
 def today_in_morocco() -> date:
     return datetime.now(TIMEZONE).date()
@@ -51,9 +53,17 @@ class Turn:
     state: dict[str, Any]
     new_user: bool = False
     replies: list[Reply] = field(default_factory=list)
+    early: Early | None = None
 
     def say(self, reply: Reply) -> None:
         self.replies.append(reply)
+
+    async def flush(self) -> None:
+        """Send what was said so far now, before slow work ("Preparing…" and then the file), where
+        the channel can; elsewhere the replies simply go together at the end."""
+        if self.early is not None and self.replies:
+            replies, self.replies = self.replies, []
+            await self.early(replies)
 
 
 class Conversation:
@@ -69,22 +79,23 @@ class Conversation:
         self.guard = linking.LinkGuard(state, settings)
         self.today = clock
 
-    async def handle(self, event: Event) -> list[Reply]:
-        """Handle one event; a second delivery of the same update id returns no reply."""
+    async def handle(self, event: Event, early: Early | None = None) -> list[Reply]:
+        """Handle one event; a second delivery of the same update id returns no reply. `early`, when
+        the channel gives it, sends replies before the handling ends (see `Turn.flush`)."""
         # Queue on the chat's lock before any other await, so updates keep their arrival order.
         async with self.store.lock(f"chat:{event.channel}:{event.chat_id}"):
             if event.update_id and not await self.store.add_once(
                     f"upd:{event.channel}:{event.chat_id}:{event.update_id}", ttl=UPDATE_TTL):
                 return []
-            return await self._handle(event)
+            return await self._handle(event, early)
 
     def _state_key(self, event: Event) -> str:
         return f"conv:{event.channel}:{event.chat_id}"
 
-    async def _handle(self, event: Event) -> list[Reply]:
+    async def _handle(self, event: Event, early: Early | None = None) -> list[Reply]:
         user, created = await users.get_or_create_user(self.db, event.channel, event.chat_id, event.language)
         turn = Turn(event, user, translator(user.locale), await self.store.get_json(self._state_key(event)) or {},
-                    new_user=created)
+                    new_user=created, early=early)
         try:
             typed = " ".join(filter(None, (event.text, event.data))) if event.kind in (EventKind.TEXT, EventKind.COMMAND) else ""
             if typed and contains_card_number(typed):

@@ -86,6 +86,7 @@ async def export(conv: "Conversation", turn: "Turn", args: list[str]) -> None:
     rows.sort(key=lambda invoice: (invoice.invoice_date, invoice.number))
     turn.say(views.text(t, t.ngettext("Preparing the export of {n} invoice…", "Preparing the export of {n} invoices…",
                                       len(rows))))
+    await turn.flush()
     if fmt == "xlsx":
         content = await _render(write_xlsx, t, rows, t._("Invoices"))
         turn.say(Document(f"factures-{period}.xlsx", content, MIME_XLSX))
@@ -117,6 +118,7 @@ async def archive(conv: "Conversation", turn: "Turn", args: list[str]) -> None:
     turn.say(views.text(t, t.ngettext("Preparing {n} invoice PDF…", "Preparing {n} invoice PDFs…", len(rows))))
     if not rows:
         return
+    await turn.flush()
     by_number = {row.invoice.number: row.link for row in rows}
 
     async def fetch(number: str) -> bytes:

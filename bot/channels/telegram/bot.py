@@ -90,7 +90,10 @@ class TelegramChannel:
             log.info("callback query not answered: %s", error.message)
 
     async def process(self, event: Event) -> list[int]:
-        replies = await self.conversation.handle(event)
+        async def early(replies: list) -> None:
+            await self.sender.render(event.chat_id, replies, event)
+
+        replies = await self.conversation.handle(event, early)
         return await self.sender.render(event.chat_id, replies, event)
 
     def feed(self, update: Update) -> asyncio.Task[Any]:
