@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         conversation = build_conversation(settings, db=database, billers=billers, gateways=app.state.gateways)
         app.state.conversation = conversation
         webchat = install_webchat(app, conversation)
-        app.state.senders["webchat"] = webchat_sender(webchat, database)
+        app.state.senders["webchat"] = webchat_sender(webchat, database, billers)
         install_telegram(app, settings, conversation)
         try:
             yield

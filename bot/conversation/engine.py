@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, Callable
 
 from bot.conversation import callbacks as cb
-from bot.conversation import payments, reports
+from bot.conversation import handoff, payments, reports
 from bot.conversation import views
 from bot.conversation.events import Event, EventKind
 from bot.conversation.replies import Button, DeleteMessage, Document, Reply
@@ -29,6 +29,7 @@ from core.identifiers import contains_card_number, normalize_invoice_number
 from core.models import ChatUser, LinkedAccount
 from core.services import invoices as invoice_service
 from core.services import linking, users
+from core.services.handoff import Desk
 from core.state import StateStore
 
 log = logging.getLogger("fatoura.conversation")
@@ -68,6 +69,8 @@ class Conversation:
         self.billers = billers
         self.guard = linking.LinkGuard(state, settings)
         self.today = clock
+        self.desk = Desk(db, topics=bool(settings.support_chat_id and settings.telegram_bot_token),
+                         minutes_per_customer=settings.support_minutes_per_customer)
 
     async def handle(self, event: Event) -> list[Reply]:
         """Handle one event; a second delivery of the same update id returns no reply."""
@@ -92,11 +95,11 @@ class Conversation:
             else:
                 await self._route(turn)
         except FatouraError as error:
-            turn.say(views.text(turn.t, turn.t.error(error), [views.menu_button(turn.t)]))
+            turn.say(views.text(turn.t, turn.t.error(error), [views.menu_button(turn.t), views.agent_button(turn.t)]))
         except Exception:  # noqa: BLE001 - the customer gets an answer; the trace goes to the log, not the text
             log.exception("conversation failed on a %s event", event.kind.value)
             turn.say(views.text(turn.t, turn.t._("Something went wrong on our side. Please try again."),
-                                [views.menu_button(turn.t)]))
+                                [views.menu_button(turn.t), views.agent_button(turn.t)]))
             return turn.replies
         if turn.state.get("forgotten"):
             await self.store.delete_prefix(self._state_key(event))
@@ -158,6 +161,8 @@ class Conversation:
             await self._history(turn)
         elif command in ("forget", "oublier"):
             self._forget_ask(turn)
+        elif command in ("agent", "conseiller", "support"):
+            await handoff.ask(self, turn)
         elif command in ("cancel", "annuler"):
             await self._menu(turn, turn.t._("Cancelled."))
         else:
@@ -198,6 +203,10 @@ class Conversation:
             cb.ARCHIVE: lambda: reports.archive(self, turn, args),
             cb.RETRY_SAME: lambda: payments.retry(self, turn, args, same_channel=True),
             cb.RETRY_OTHER: lambda: payments.retry(self, turn, args, same_channel=False),
+            cb.HANDOFF: lambda: handoff.ask(self, turn),
+            cb.HANDOFF_SKIP: lambda: handoff.queue(self, turn, None),
+            cb.HANDOFF_CANCEL: lambda: handoff.cancel(self, turn),
+            cb.RATE: lambda: handoff.rate(self, turn, args),
         }.get(action)
         if handler is None:
             await self._stale(turn)
@@ -218,6 +227,10 @@ class Conversation:
             await self._filter_number(turn, raw)
         elif flow == "filter_dates":
             await self._filter_dates(turn, raw)
+        elif flow == "handoff_reason":
+            await handoff.queue(self, turn, raw)
+        elif (ticket := await self.desk.live_ticket(turn.user.id)) is not None:
+            await handoff.relay(self, turn, ticket, raw)
         else:
             turn.say(views.text(turn.t, turn.t._(
                 "I did not understand. Please use the buttons below, or /help."), [views.menu_button(turn.t)]))
