@@ -242,3 +242,23 @@ async def test_the_console_speaks_arabic_right_to_left_when_the_agent_chooses_it
     assert (await karim.post("/agents/language", data={"csrf": token, "lang": "ar"})).status_code == 303
     page = (await karim.get("/agents")).text
     assert 'dir="rtl"' in page and 'lang="ar"' in page
+
+
+def test_fatoura_agents_add_hashes_the_password_and_refuses_a_short_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/agents.db", "LOG_LEVEL": "WARNING"}
+    run = lambda *args, stdin="": subprocess.run([sys.executable, "-m", "fatoura.cli", "agents", *args],  # noqa: E731
+                                                 input=stdin, env=env, capture_output=True, text=True, timeout=60)
+    added = run("add", "karim", "--name", "Karim", "--password-stdin", stdin=PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    assert run("add", "salma", "--password-stdin", stdin="short\n").returncode == 2
+    listed = run("list")
+    assert "karim\tKarim\tactive" in listed.stdout and "salma" not in listed.stdout
+    import sqlite3
+
+    (stored,) = sqlite3.connect(f"{tmp_path}/agents.db").execute("SELECT password_hash FROM agents").fetchone()
+    assert stored.startswith("scrypt$") and PASSWORD not in stored
+    assert agent_service.verify_password(PASSWORD, stored) and not agent_service.verify_password("wrong", stored)
