@@ -11,6 +11,7 @@ from functools import lru_cache
 from html import escape
 from pathlib import Path
 
+from core.errors import N_
 from core.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
 from core.models import Agent, utcnow
 from core.services.handoff import OPEN, PENDING, Details, QueueItem
@@ -19,6 +20,48 @@ from core.services.invoices import ListPage
 STATIC = Path(__file__).resolve().parent / "static" / "agents"
 ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 CHANNELS = {"telegram": "Telegram", "whatsapp": "WhatsApp", "webchat": "Web chat"}
+# The page's words (Babel does not read calls inside f-strings, so they are marked here).
+WORDS = (
+    N_("Fatoura agent console"),
+    N_("Username"),
+    N_("Password"),
+    N_("Sign in"),
+    N_("Back to the console"),
+    N_("Customer"),
+    N_("Claim"),
+    N_("you"),
+    N_("Nobody is waiting."),
+    N_("Internal note"),
+    N_("Agent"),
+    N_("No message yet."),
+    N_("No linked account."),
+    N_("Send a payment link"),
+    N_("Send the PDF"),
+    N_("You have no unpaid invoice."),
+    N_("Invoice"),
+    N_("Issuer"),
+    N_("Due date"),
+    N_("Amount"),
+    N_("Unpaid invoices"),
+    N_("Waiting in the queue"),
+    N_("Closed"),
+    N_("Hand over"),
+    N_("Reply to the customer"),
+    N_("Send"),
+    N_("Internal note (the customer never sees it)"),
+    N_("Add the note"),
+    N_("Close the conversation"),
+    N_("Linked accounts"),
+    N_("Language"),
+    N_("Sign out"),
+    N_("Reconnecting…"),
+    N_("Your session has expired. Sign in again."),
+    N_("Choose a conversation in the queue."),
+)
+
+
+def words(t: Translator) -> dict[str, str]:
+    return {msgid: t._(msgid) for msgid in WORDS}
 
 
 @lru_cache(maxsize=None)
@@ -45,29 +88,31 @@ def _button_form(action: str, label: str, csrf: str, css: str = "", fields: str 
 
 
 def login_page(t: Translator, *, error: str | None = None, username: str = "") -> str:
+    w = words(t)
     notice = f'<p class="notice error" role="alert">{escape(error)}</p>' if error else ""
     languages = " · ".join(f'<a href="/agents?lang={code}">{escape(LANGUAGE_NAMES[code])}</a>' for code in LANGUAGES)
-    body = (f'<main class="login"><h1>{escape(t._("Fatoura agent console"))}</h1>{notice}'
+    body = (f'<main class="login"><h1>{escape(w["Fatoura agent console"])}</h1>{notice}'
             f'<form method="post" action="/agents/login" class="card">'
             f'<input type="hidden" name="lang" value="{t.language}">'
-            f'<label>{escape(t._("Username"))}<input name="username" autocomplete="username" required '
+            f'<label>{escape(w["Username"])}<input name="username" autocomplete="username" required '
             f'value="{escape(username)}"></label>'
-            f'<label>{escape(t._("Password"))}<input name="password" type="password" autocomplete="current-password" '
-            f'required></label><button type="submit" class="primary">{escape(t._("Sign in"))}</button></form>'
+            f'<label>{escape(w["Password"])}<input name="password" type="password" autocomplete="current-password" '
+            f'required></label><button type="submit" class="primary">{escape(w["Sign in"])}</button></form>'
             f'<p class="languages">{languages}</p></main>')
-    return _page(t, t._("Fatoura agent console"), body)
+    return _page(t, w["Fatoura agent console"], body)
 
 
 def message_page(t: Translator, message: str) -> str:
-    body = (f'<main class="login"><h1>{escape(t._("Fatoura agent console"))}</h1>'
+    w = words(t)
+    body = (f'<main class="login"><h1>{escape(w["Fatoura agent console"])}</h1>'
             f'<p class="notice error" role="alert">{escape(message)}</p>'
-            f'<p><a href="/agents">{escape(t._("Back to the console"))}</a></p></main>')
-    return _page(t, t._("Fatoura agent console"), body)
+            f'<p><a href="/agents">{escape(w["Back to the console"])}</a></p></main>')
+    return _page(t, w["Fatoura agent console"], body)
 
 
 def _customer(t: Translator, user) -> str:  # noqa: ANN001 - a ChatUser
     # Never the chat id: a web chat's id is the key to that chat.
-    return f"{user.display_name or t._('Customer')} · {CHANNELS.get(user.channel, user.channel)}"
+    return (user.display_name or t._("Customer")) + " · " + CHANNELS.get(user.channel, user.channel)
 
 
 def _waited(t: Translator, since: datetime, now: datetime) -> str:
@@ -76,6 +121,7 @@ def _waited(t: Translator, since: datetime, now: datetime) -> str:
 
 
 def queue_panel(t: Translator, items: list[QueueItem], agent: Agent, csrf: str, selected: int | None) -> str:
+    w = words(t)
     now = utcnow()
     rows = []
     for item in items:
@@ -83,10 +129,11 @@ def queue_panel(t: Translator, items: list[QueueItem], agent: Agent, csrf: str, 
         current = ' aria-current="true"' if ticket.id == selected else ""
         if ticket.status == PENDING:
             state = f'<span class="badge waiting">{escape(_waited(t, ticket.created_at, now))}</span>'
-            action = _button_form(f"/agents/tickets/{ticket.id}/claim", t._("Claim"), csrf, "primary small")
+            action = _button_form(f"/agents/tickets/{ticket.id}/claim", w["Claim"], csrf, "primary small")
         else:
-            holder = t._("you") if ticket.agent_id == agent.id else (item.agent.name if item.agent else "—")
-            state = f'<span class="badge open">{escape(t._("with {agent}", agent=holder))}</span>'
+            holder = w["you"] if ticket.agent_id == agent.id else (item.agent.name if item.agent else "—")
+            with_agent = t._("with {agent}", agent=holder)
+            state = f'<span class="badge open">{escape(with_agent)}</span>'
             action = ""
         reason = f'<span class="reason">{escape(ticket.reason)}</span>' if ticket.reason else ""
         rows.append(f'<li class="ticket {ticket.status}" data-ticket="{ticket.id}"{current}>'
@@ -94,17 +141,18 @@ def queue_panel(t: Translator, items: list[QueueItem], agent: Agent, csrf: str, 
                     f'{escape(_customer(t, item.user))}</a>{state}{reason}{action}</li>')
     waiting = sum(1 for item in items if item.ticket.status == PENDING)
     head = t.ngettext("{n} customer waiting", "{n} customers waiting", waiting)
-    empty = f'<p class="muted">{escape(t._("Nobody is waiting."))}</p>' if not items else ""
+    empty = f'<p class="muted">{escape(w["Nobody is waiting."])}</p>' if not items else ""
     return f'<h2>{escape(head)}</h2>{empty}<ol class="queue">{"".join(rows)}</ol>'
 
 
 
 
 def transcript(t: Translator, details: Details, agents: dict[int, Agent]) -> str:
+    w = words(t)
     lines = []
     for entry in details.entries:
-        who = t._("Customer") if entry.author == "customer" else (
-            t._("Internal note") if entry.internal else ("Fatoura" if entry.author == "bot" else t._("Agent")))
+        who = w["Customer"] if entry.author == "customer" else (
+            w["Internal note"] if entry.internal else ("Fatoura" if entry.author == "bot" else w["Agent"]))
         if entry.agent_id and entry.agent_id in agents:
             who += f" · {agents[entry.agent_id].name}"
         text = t._(entry.text) if entry.author == "bot" else entry.text  # stored msgids read in the agent's language
@@ -112,18 +160,19 @@ def transcript(t: Translator, details: Details, agents: dict[int, Agent]) -> str
                      f'<span class="who">{escape(who)}</span> <time>{escape(t.time(entry.created_at))}</time>'
                      f'<p>{escape(text)}</p></li>')
     if not lines:
-        lines.append(f'<li class="muted">{escape(t._("No message yet."))}</li>')
+        lines.append(f'<li class="muted">{escape(w["No message yet."])}</li>')
     return f'<ol class="transcript" id="transcript">{"".join(lines)}</ol>'
 
 
 def _accounts(t: Translator, details: Details, invoices: ListPage | None, csrf: str, mine: bool) -> str:
+    w = words(t)
     ticket_id = details.ticket.id
     if not details.links:
-        return f'<p class="muted">{escape(t._("No linked account."))}</p>'
+        return f'<p class="muted">{escape(w["No linked account."])}</p>'
     parts = []
     for link in details.links:
         name = link.nickname or link.identifier
-        pay = _button_form(f"/agents/tickets/{ticket_id}/payment-link", t._("Send a payment link"), csrf, "small",
+        pay = _button_form(f"/agents/tickets/{ticket_id}/payment-link", w["Send a payment link"], csrf, "small",
                            f'<input type="hidden" name="link_id" value="{link.id}">') if mine else ""
         parts.append(f'<li><strong>{escape(name)}</strong> · {escape(link.biller)} / {escape(link.service)}'
                      f'{" · " + escape(link.holder_name) if link.holder_name else ""} {pay}</li>')
@@ -133,29 +182,30 @@ def _accounts(t: Translator, details: Details, invoices: ListPage | None, csrf: 
     rows = []
     for listed in invoices.items:
         invoice = listed.invoice
-        send = _button_form(f"/agents/tickets/{ticket_id}/invoice", t._("Send the PDF"), csrf, "small",
+        send = _button_form(f"/agents/tickets/{ticket_id}/invoice", w["Send the PDF"], csrf, "small",
                             f'<input type="hidden" name="link_id" value="{listed.link.id}">'
                             f'<input type="hidden" name="number" value="{escape(invoice.number)}">') if mine else ""
         rows.append(f'<tr><td>{escape(invoice.number)}</td><td>{escape(invoice.issuer)}</td>'
                     f'<td>{escape(t.date(invoice.due_date))}</td><td class="num">{escape(t.amount(invoice.amount_ttc))}</td>'
                     f'<td>{send}</td></tr>')
     if not rows:
-        return html + f'<p class="muted">{escape(t._("You have no unpaid invoice."))}</p>'
-    head = "".join(f"<th>{escape(h)}</th>" for h in (t._("Invoice"), t._("Issuer"), t._("Due date"), t._("Amount"), ""))
-    return html + (f'<h3>{escape(t._("Unpaid invoices"))}</h3><table class="invoices"><thead><tr>{head}</tr></thead>'
+        return html + f'<p class="muted">{escape(w["You have no unpaid invoice."])}</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in (w["Invoice"], w["Issuer"], w["Due date"], w["Amount"], ""))
+    return html + (f'<h3>{escape(w["Unpaid invoices"])}</h3><table class="invoices"><thead><tr>{head}</tr></thead>'
                    f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def ticket_live(t: Translator, details: Details, agent: Agent, agents: dict[int, Agent]) -> str:
     """The part of the open ticket that changes by itself: status line and transcript."""
+    w = words(t)
     ticket = details.ticket
     if ticket.status == PENDING:
-        status = t._("Waiting in the queue")
+        status = w["Waiting in the queue"]
     elif ticket.status == OPEN:
-        status = t._("Held by {agent}", agent=t._("you") if ticket.agent_id == agent.id
+        status = t._("Held by {agent}", agent=w["you"] if ticket.agent_id == agent.id
                      else (details.agent.name if details.agent else "—"))
     else:
-        status = t._("Closed")
+        status = w["Closed"]
     rating = (" · " + t._("Rated {n}/5", n=ticket.rating)) if ticket.rating else ""
     holder = f"{ticket.status}:{ticket.agent_id or ''}"
     return (f'<p class="status" data-holder="{escape(holder)}">{escape(status)}{escape(rating)}</p>'
@@ -164,38 +214,41 @@ def ticket_live(t: Translator, details: Details, agent: Agent, agents: dict[int,
 
 def ticket_panel(t: Translator, details: Details, agent: Agent, agents: dict[int, Agent], invoices: ListPage | None,
                  csrf: str) -> str:
+    w = words(t)
     ticket = details.ticket
     mine = ticket.status == OPEN and ticket.agent_id == agent.id
     head = (f'<h2>#{ticket.id} · {escape(_customer(t, details.user))} '
             f'<span class="muted">({escape(LANGUAGE_NAMES.get(details.user.locale, details.user.locale))})</span></h2>')
-    reason = f'<p class="reason">{escape(t._("Reason: {reason}", reason=ticket.reason))}</p>' if ticket.reason else ""
+    reason = t._("Reason: {reason}", reason=ticket.reason) if ticket.reason else ""
+    reason = f'<p class="reason">{escape(reason)}</p>' if reason else ""
     actions = ""
     if ticket.status == PENDING:
-        actions = _button_form(f"/agents/tickets/{ticket.id}/claim", t._("Claim"), csrf, "primary")
+        actions = _button_form(f"/agents/tickets/{ticket.id}/claim", w["Claim"], csrf, "primary")
     elif mine:
         others = [a for a in agents.values() if a.id != agent.id and a.active]
         options = "".join(f'<option value="{a.id}">{escape(a.name)}</option>' for a in others)
-        handover = (_button_form(f"/agents/tickets/{ticket.id}/hand-over", t._("Hand over"), csrf, "",
-                                 f'<select name="agent_id" aria-label="{escape(t._("Agent"))}">{options}</select>')
+        handover = (_button_form(f"/agents/tickets/{ticket.id}/hand-over", w["Hand over"], csrf, "",
+                                 f'<select name="agent_id" aria-label="{escape(w["Agent"])}">{options}</select>')
                     if others else "")
         actions = (
             f'<form method="post" action="/agents/tickets/{ticket.id}/reply" class="reply">{_csrf(csrf)}'
-            f'<textarea name="text" rows="3" required placeholder="{escape(t._("Reply to the customer"))}"></textarea>'
-            f'<button type="submit" class="primary">{escape(t._("Send"))}</button></form>'
+            f'<textarea name="text" rows="3" required placeholder="{escape(w["Reply to the customer"])}"></textarea>'
+            f'<button type="submit" class="primary">{escape(w["Send"])}</button></form>'
             f'<form method="post" action="/agents/tickets/{ticket.id}/note" class="reply note">{_csrf(csrf)}'
-            f'<textarea name="text" rows="2" required placeholder="{escape(t._("Internal note (the customer never sees it)"))}">'
-            f'</textarea><button type="submit">{escape(t._("Add the note"))}</button></form>'
+            f'<textarea name="text" rows="2" required placeholder="{escape(w["Internal note (the customer never sees it)"])}">'
+            f'</textarea><button type="submit">{escape(w["Add the note"])}</button></form>'
             f'<div class="row">{handover}'
-            f'{_button_form(f"/agents/tickets/{ticket.id}/close", t._("Close the conversation"), csrf, "danger")}</div>')
+            f'{_button_form(f"/agents/tickets/{ticket.id}/close", w["Close the conversation"], csrf, "danger")}</div>')
     return (f'<section class="ticket-head">{head}{reason}</section>'
             f'<div class="columns"><section class="conversation"><div id="ticket-live" data-ticket="{ticket.id}">'
             f'{ticket_live(t, details, agent, agents)}</div>{actions}</section>'
-            f'<aside class="context"><h3>{escape(t._("Linked accounts"))}</h3>'
+            f'<aside class="context"><h3>{escape(w["Linked accounts"])}</h3>'
             f'{_accounts(t, details, invoices, csrf, mine)}</aside></div>')
 
 
 def console_page(t: Translator, agent: Agent, csrf: str, queue_html: str, ticket_html: str,
                  notice: str | None = None, error: str | None = None) -> str:
+    w = words(t)
     languages = "".join(f'<option value="{code}"{" selected" if code == t.language else ""}>'
                         f'{escape(LANGUAGE_NAMES[code])}</option>' for code in LANGUAGES)
     flash = ""
@@ -203,18 +256,19 @@ def console_page(t: Translator, agent: Agent, csrf: str, queue_html: str, ticket
         flash = f'<p class="notice error" role="alert">{escape(error)}</p>'
     elif notice:
         flash = f'<p class="notice ok" role="status">{escape(notice)}</p>'
-    body = (f'<header class="bar"><strong>{escape(t._("Fatoura agent console"))}</strong>'
+    body = (f'<header class="bar"><strong>{escape(w["Fatoura agent console"])}</strong>'
             f'<span class="me">{escape(agent.name)}</span>'
             f'<form method="post" action="/agents/language" class="inline">{_csrf(csrf)}'
-            f'<select name="lang" aria-label="{escape(t._("Language"))}" data-autosubmit>{languages}</select>'
+            f'<select name="lang" aria-label="{escape(w["Language"])}" data-autosubmit>{languages}</select>'
             f'<noscript><button type="submit">OK</button></noscript></form>'
-            f'{_button_form("/agents/logout", t._("Sign out"), csrf)}'
-            f'<span id="live" class="live" data-offline="{escape(t._("Reconnecting…"))}" '
-            f'data-expired="{escape(t._("Your session has expired. Sign in again."))}"></span></header>'
+            f'{_button_form("/agents/logout", w["Sign out"], csrf)}'
+            f'<span id="live" class="live" data-offline="{escape(w["Reconnecting…"])}" '
+            f'data-expired="{escape(w["Your session has expired. Sign in again."])}"></span></header>'
             f'{flash}<main class="console"><nav id="queue" class="panel">{queue_html}</nav>'
             f'<section id="ticket" class="panel">{ticket_html or _hint(t)}</section></main>')
-    return _page(t, t._("Fatoura agent console"), body)
+    return _page(t, w["Fatoura agent console"], body)
 
 
 def _hint(t: Translator) -> str:
-    return f'<p class="muted">{escape(t._("Choose a conversation in the queue."))}</p>'
+    w = words(t)
+    return f'<p class="muted">{escape(w["Choose a conversation in the queue."])}</p>'

@@ -297,7 +297,7 @@ class Desk:
             name = link.nickname or link.identifier
             said = t._("{agent}: you can pay the invoices of {account} here.", agent=agent.name, account=name)
             session.add(TranscriptEntry(ticket_id=ticket_id, author="agent", agent_id=agent.id,
-                                        text=f"[{t._('Pay')}] {name}", created_at=now))
+                                        text="[" + t._("Pay") + "] " + name, created_at=now))
             self._customer(session, user, t, said, agent, said,
                            buttons=[[{"label": t._("Pay"), "data": f"$|{link_id}"}]])
 
