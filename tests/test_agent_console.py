@@ -86,7 +86,7 @@ async def test_karim_claims_answers_sends_the_pdf_and_a_payment_link_then_closes
     amina = await linked_customer_asks_for_help(desk)
     karim = await desk.signed_in("karim")
     home = (await karim.get("/agents")).text
-    assert "The February invoice looks too high" in home and "waiting 0 min" in home
+    assert "The February invoice looks too high" in home and "attend depuis 0 min" in home
     assert "web-amina" not in home  # the web chat's id is the key to her chat: never shown
     (ticket_id,) = [int(n) for n in re.findall(r'data-ticket="(\d+)"', home)]
     token = csrf_of(home)
@@ -94,7 +94,7 @@ async def test_karim_claims_answers_sends_the_pdf_and_a_payment_link_then_closes
     claimed = await karim.post(f"/agents/tickets/{ticket_id}/claim", data={"csrf": token})
     assert claimed.status_code == 303
     page = (await karim.get(f"/agents?ticket={ticket_id}")).text
-    assert "Held by you" in page and "Amina El Idrissi" in page and "0000528605022017" in page
+    assert "Tenue par vous" in page and "Amina El Idrissi" in page and "0000528605022017" in page
     assert "299,81" in page or "299.81" in page  # her unpaid invoice, formatted for the console's locale
 
     for action, data in (("reply", {"text": "Hello, I am checking your invoice."}),
@@ -135,13 +135,13 @@ async def test_karim_claims_answers_sends_the_pdf_and_a_payment_link_then_closes
 async def test_a_wrong_password_opens_no_session(desk):
     client = desk.client()
     response = await client.post("/agents/login", data={"username": "karim", "password": "not the password"})
-    assert response.status_code == 401 and "Wrong username or password" in response.text
+    assert response.status_code == 401 and "Identifiant ou mot de passe incorrect" in response.text
     assert "fatoura_agent" not in response.cookies
     unknown = await client.post("/agents/login", data={"username": "nobody", "password": PASSWORD})
     assert unknown.status_code == 401
     async with desk.db.session() as session:
         assert await session.scalar(select(func.count()).select_from(AgentSession)) == 0
-    assert "Sign in" in (await client.get("/agents")).text
+    assert "Se connecter" in (await client.get("/agents")).text
 
 
 async def test_repeated_wrong_passwords_lock_the_username_for_a_while(desk):
@@ -164,8 +164,8 @@ async def test_an_expired_session_is_refused_and_changes_nothing(desk):
     expired.cookies.set("fatoura_agent", old, path="/agents")
     before = await desk.state()
     response = await expired.post("/agents/tickets/1/claim", data={"csrf": sessions.csrf_token(old)})
-    assert response.status_code == 401 and "session has expired" in response.text
-    assert "Sign in" in (await expired.get("/agents")).text
+    assert response.status_code == 401 and "Votre session a expiré" in response.text
+    assert "Se connecter" in (await expired.get("/agents")).text
     assert (await expired.get("/agents/stream")).status_code == 401
     assert await desk.state() == before
     assert token  # the live session of the same agent still works
@@ -206,7 +206,7 @@ async def test_an_agent_acting_on_a_conversation_held_by_another_is_refused(desk
                          ("claim", {})):
         response = await salma.post(f"/agents/tickets/1/{action}", data={"csrf": salma_token, **data})
         assert response.status_code == 409, action
-    assert "Karim already took this conversation" in response.text
+    assert "Karim a déjà pris cette conversation" in response.text
     assert await desk.state() == before
     await amina.say("still there?")
 
@@ -219,7 +219,7 @@ async def test_two_agents_pressing_claim_at_once_one_gets_it_the_other_is_told(d
                                        for c, t in zip((karim, salma), tokens)))
     assert sorted(r.status_code for r in responses) == [303, 409]
     loser = next(r for r in responses if r.status_code == 409)
-    assert "already took this conversation" in loser.text
+    assert "a déjà pris cette conversation" in loser.text
 
 
 async def test_the_console_hears_of_a_new_customer_message_without_a_refresh(desk):
