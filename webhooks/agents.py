@@ -38,7 +38,7 @@ LOGIN_FAILURES = 5  # per username within LOGIN_WINDOW, then a pause
 LOGIN_WINDOW = 15 * 60
 HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                                "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+                                "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",

@@ -11,6 +11,7 @@ from functools import lru_cache
 from html import escape
 from pathlib import Path
 
+from bot.conversation.views import shown_identifier
 from core.errors import N_
 from core.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
 from core.models import Agent, utcnow
@@ -39,7 +40,6 @@ WORDS = (
     N_("Send the PDF"),
     N_("You have no unpaid invoice."),
     N_("Invoice"),
-    N_("Issuer"),
     N_("Due date"),
     N_("Amount"),
     N_("Unpaid invoices"),
@@ -73,7 +73,7 @@ def asset(name: str) -> tuple[bytes, str]:
 def _page(t: Translator, title: str, body: str) -> str:
     css, js = asset("console.css")[1], asset("console.js")[1]
     return (f'<!doctype html><html lang="{t.language}" dir="{"rtl" if t.rtl else "ltr"}"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>{escape(title)}</title>'
             f'<link rel="stylesheet" href="/agents/assets/console.css?v={css}">'
             f'<script src="/agents/assets/console.js?v={js}" defer></script></head><body>{body}</body></html>')
 
@@ -135,7 +135,7 @@ def queue_panel(t: Translator, items: list[QueueItem], agent: Agent, csrf: str, 
             with_agent = t._("with {agent}", agent=holder)
             state = f'<span class="badge open">{escape(with_agent)}</span>'
             action = ""
-        reason = f'<span class="reason">{escape(ticket.reason)}</span>' if ticket.reason else ""
+        reason = f'<span class="reason" dir="auto">{escape(ticket.reason)}</span>' if ticket.reason else ""
         rows.append(f'<li class="ticket {ticket.status}" data-ticket="{ticket.id}"{current}>'
                     f'<a href="/agents?ticket={ticket.id}"><strong>#{ticket.id}</strong> '
                     f'{escape(_customer(t, item.user))}</a>{state}{reason}{action}</li>')
@@ -158,7 +158,7 @@ def transcript(t: Translator, details: Details, agents: dict[int, Agent]) -> str
         text = t._(entry.text) if entry.author == "bot" else entry.text  # stored msgids read in the agent's language
         lines.append(f'<li class="entry {escape(entry.author)}{" internal" if entry.internal else ""}">'
                      f'<span class="who">{escape(who)}</span> <time>{escape(t.time(entry.created_at))}</time>'
-                     f'<p>{escape(text)}</p></li>')
+                     f'<p dir="auto">{escape(text)}</p></li>')
     if not lines:
         lines.append(f'<li class="muted">{escape(w["No message yet."])}</li>')
     return f'<ol class="transcript" id="transcript">{"".join(lines)}</ol>'
@@ -171,7 +171,7 @@ def _accounts(t: Translator, details: Details, invoices: ListPage | None, csrf: 
         return f'<p class="muted">{escape(w["No linked account."])}</p>'
     parts = []
     for link in details.links:
-        name = link.nickname or link.identifier
+        name = link.nickname or shown_identifier(link.identifier)
         pay = _button_form(f"/agents/tickets/{ticket_id}/payment-link", w["Send a payment link"], csrf, "small",
                            f'<input type="hidden" name="link_id" value="{link.id}">') if mine else ""
         parts.append(f'<li><strong>{escape(name)}</strong> · {escape(link.biller)} / {escape(link.service)}'
@@ -185,12 +185,12 @@ def _accounts(t: Translator, details: Details, invoices: ListPage | None, csrf: 
         send = _button_form(f"/agents/tickets/{ticket_id}/invoice", w["Send the PDF"], csrf, "small",
                             f'<input type="hidden" name="link_id" value="{listed.link.id}">'
                             f'<input type="hidden" name="number" value="{escape(invoice.number)}">') if mine else ""
-        rows.append(f'<tr><td>{escape(invoice.number)}</td><td>{escape(invoice.issuer)}</td>'
+        rows.append(f'<tr><td>{escape(invoice.number)}<br><small class="muted">{escape(invoice.issuer)}</small></td>'
                     f'<td>{escape(t.date(invoice.due_date))}</td><td class="num">{escape(t.amount(invoice.amount_ttc))}</td>'
                     f'<td>{send}</td></tr>')
     if not rows:
         return html + f'<p class="muted">{escape(w["You have no unpaid invoice."])}</p>'
-    head = "".join(f"<th>{escape(h)}</th>" for h in (w["Invoice"], w["Issuer"], w["Due date"], w["Amount"], ""))
+    head = "".join(f"<th>{escape(h)}</th>" for h in (w["Invoice"], w["Due date"], w["Amount"], ""))
     return html + (f'<h3>{escape(w["Unpaid invoices"])}</h3><table class="invoices"><thead><tr>{head}</tr></thead>'
                    f'<tbody>{"".join(rows)}</tbody></table>')
 
@@ -220,7 +220,7 @@ def ticket_panel(t: Translator, details: Details, agent: Agent, agents: dict[int
     head = (f'<h2>#{ticket.id} · {escape(_customer(t, details.user))} '
             f'<span class="muted">({escape(LANGUAGE_NAMES.get(details.user.locale, details.user.locale))})</span></h2>')
     reason = t._("Reason: {reason}", reason=ticket.reason) if ticket.reason else ""
-    reason = f'<p class="reason">{escape(reason)}</p>' if reason else ""
+    reason = f'<p class="reason" dir="auto">{escape(reason)}</p>' if reason else ""
     actions = ""
     if ticket.status == PENDING:
         actions = _button_form(f"/agents/tickets/{ticket.id}/claim", w["Claim"], csrf, "primary")

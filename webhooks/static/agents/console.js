@@ -47,7 +47,11 @@
 
   function connect() {
     var stream = new EventSource("/agents/stream" + query);
-    stream.addEventListener("ready", function () { live.className = "live on"; live.textContent = ""; });
+    stream.addEventListener("ready", function () {
+      live.className = "live on";
+      live.textContent = "";
+      refresh(); // what changed between the page's render (or a dropped stream) and now
+    });
     stream.addEventListener("change", refresh);
     stream.addEventListener("expired", function () {
       stream.close();
