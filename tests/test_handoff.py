@@ -204,3 +204,52 @@ async def test_error_messages_offer_an_agent(conversation):
     assert "terminal is not known" in chat.text
     await chat.press("Talk to an agent")
     assert "what do you need help with" in chat.text
+
+
+async def test_karim_hands_over_to_salma_who_answers_and_karim_no_longer_can(conversation):
+    db = conversation.db
+    amina = Chat(conversation, "c-amina", language="fr")
+    await amina.start()
+    await amina.press("Parler à un conseiller")
+    await amina.press("Passer")
+    karim, salma = await make_agent(db, "karim", "Karim"), await make_agent(db, "salma", "Salma")
+    desk = conversation.desk
+    (item,) = await desk.queue()
+    await desk.claim(item.ticket.id, karim)
+    assert (await desk.hand_over(item.ticket.id, karim, salma.id)).id == salma.id
+    await desk.reply(item.ticket.id, salma, "Je prends le relais.")
+    with pytest.raises(NotYours):
+        await desk.reply(item.ticket.id, karim, "moi aussi")
+    texts = [m.payload["text"] for m in await outbox_of(db, "c-amina")]
+    assert texts[-2:] == ["Salma prend maintenant en charge votre demande.", "Salma: Je prends le relais."]
+    details = await desk.details(item.ticket.id)
+    assert [e.text for e in details.entries if e.internal] == ["Karim → Salma"]
+
+
+async def test_a_customer_can_never_reach_another_customers_conversation(conversation):
+    db = conversation.db
+    amina, omar = Chat(conversation, "c-amina", language="en"), Chat(conversation, "c-omar", language="en")
+    await ask_for_help(amina, "private matter")
+    karim = await make_agent(db, "karim", "Karim")
+    (item,) = await conversation.desk.queue()
+    await conversation.desk.claim(item.ticket.id, karim)
+    await omar.start()
+    assert not await conversation.desk.customer_said(item.ticket.id, await _user(db, "c-omar"), "sneak in")
+    await conversation.desk.close(item.ticket.id, karim)
+    await omar.press_data(f"Tr|{item.ticket.id}|1")  # a forged rating press on Amina's ticket
+    assert "no longer applies" in omar.text
+    await omar.say("hello")  # Omar has no ticket: nothing of his goes into Amina's transcript
+    assert "did not understand" in omar.text
+    async with db.session() as session:
+        ticket = await session.get(HandoffTicket, item.ticket.id)
+        entries = (await session.scalars(select(TranscriptEntry.text).where(
+            TranscriptEntry.ticket_id == item.ticket.id))).all()
+    assert ticket.rating is None and "hello" not in entries
+    assert "sneak in" not in entries and await conversation.desk.queue() == []
+
+
+async def _user(db, chat_id: str):  # noqa: ANN001
+    from core.services import users
+
+    user, _ = await users.get_or_create_user(db, "webchat", chat_id)
+    return user
