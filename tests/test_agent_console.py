@@ -17,6 +17,7 @@ from core.models import AgentSession, HandoffTicket, OutboxMessage, TranscriptEn
 from core.services import agents as agent_service
 from tests.browser import serve
 from tests.chat import Chat
+from tests.test_conversation import link_iam
 from webhooks.app import create_app
 
 PASSWORD = "correct horse battery"
@@ -70,12 +71,7 @@ async def desk(seeded_db):
 
 async def linked_customer_asks_for_help(desk: Desk, chat_id: str = "web-amina") -> Chat:
     amina = desk.customer(chat_id)
-    await amina.start()
-    await amina.press_data("L")
-    await amina.press("Maroc Telecom")
-    await amina.press("Mobile")
-    await amina.say("06 23 36 34 44")
-    await amina.say("528605")
+    await link_iam(amina)
     await amina.press("Menu")
     await amina.press("Talk to an agent")
     await amina.say("The February invoice looks too high")

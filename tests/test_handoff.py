@@ -15,6 +15,7 @@ from core.services import agents as agent_service
 from core.services.handoff import AlreadyClaimed, Desk, NotTheirs, NotYours, TicketClosed
 from core.state import MemoryState
 from tests.chat import Chat
+from tests.test_conversation import link_iam
 
 
 @pytest.fixture
@@ -159,12 +160,7 @@ async def test_an_agent_can_only_send_the_customer_their_own_accounts(conversati
 
     db = conversation.db
     amina = Chat(conversation, "c-amina", language="en")
-    await amina.start()
-    await amina.press_data("L")
-    await amina.press("Maroc Telecom")
-    await amina.press("Mobile")
-    await amina.say("06 23 36 34 44")
-    await amina.say("528605")
+    await link_iam(amina)
     omar = Chat(conversation, "c-omar", language="en")
     await ask_for_help(omar, None)
     karim = await make_agent(db, "karim")

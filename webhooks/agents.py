@@ -88,16 +88,17 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-async def _acting_agent(request: Request, form: dict[str, str]) -> tuple[Agent | None, Response | None]:
-    """The agent a state-changing request acts for, or the refusal to answer."""
+async def _acting_agent(request: Request) -> tuple[Agent | None, dict[str, str], Response | None]:
+    """The agent a state-changing request acts for and its form, or the refusal to answer."""
+    form = await _form(request)
     agent = await _agent(request)
     if agent is None:
         t = translator(_guest_language(request))
-        return None, _html(page.login_page(t, error=t._(EXPIRED)), 401)
+        return None, form, _html(page.login_page(t, error=t._(EXPIRED)), 401)
     if not _console(request).sessions.check_csrf(request.cookies.get(COOKIE), form.get("csrf")):
         log.warning("agent console: refused a request without its CSRF token (agent %s)", agent.id)
-        return None, _html(page.message_page(translator(agent.language), translator(agent.language)._(FORGED)), 403)
-    return agent, None
+        return None, form, _html(page.message_page(translator(agent.language), translator(agent.language)._(FORGED)), 403)
+    return agent, form, None
 
 
 def _back(ticket_id: int | None = None, notice: str | None = None) -> RedirectResponse:
@@ -222,8 +223,7 @@ async def console_login(request: Request) -> Response:
 
 @router.post("/logout")
 async def console_logout(request: Request) -> Response:
-    form = await _form(request)
-    agent, refused = await _acting_agent(request, form)
+    agent, form, refused = await _acting_agent(request)
     if refused is not None:
         return refused
     await _console(request).sessions.close(request.cookies.get(COOKIE))
@@ -234,8 +234,7 @@ async def console_logout(request: Request) -> Response:
 
 @router.post("/language")
 async def console_language(request: Request) -> Response:
-    form = await _form(request)
-    agent, refused = await _acting_agent(request, form)
+    agent, form, refused = await _acting_agent(request)
     if refused is not None:
         return refused
     await agent_service.set_agent_language(_console(request).desk.db, agent.id, form.get("lang") or "")
@@ -247,8 +246,7 @@ async def console_language(request: Request) -> Response:
 
 @router.post("/tickets/{ticket_id}/{action}")
 async def console_action(request: Request, ticket_id: int, action: str) -> Response:
-    form = await _form(request)
-    agent, refused = await _acting_agent(request, form)
+    agent, form, refused = await _acting_agent(request)
     if refused is not None:
         return refused
     console, t = _console(request), translator(agent.language)
