@@ -232,6 +232,18 @@ async def test_the_console_hears_of_a_new_customer_message_without_a_refresh(des
     assert "Are you there?" in panels
 
 
+async def test_what_customers_write_is_shown_as_text_never_as_markup(desk):
+    mallory = desk.customer("web-mallory")
+    await mallory.start()
+    await mallory.press("Talk to an agent")
+    await mallory.say('<script>alert(1)</script><img src=x onerror="alert(2)">')
+    karim = await desk.signed_in("karim")
+    page = (await karim.get("/agents?ticket=1")).text
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "script-src 'self'" in (await karim.get("/agents")).headers["content-security-policy"]
+
+
 async def test_the_console_speaks_arabic_right_to_left_when_the_agent_chooses_it(desk):
     karim = await desk.signed_in("karim")
     token = csrf_of((await karim.get("/agents")).text)

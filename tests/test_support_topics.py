@@ -88,6 +88,12 @@ async def test_a_handoff_opens_a_topic_and_the_relay_goes_both_ways_until_close(
             assert forum.topics[thread]["closed"]
             rating = server.messages(1001)[-1]
             assert "noter" in (rating.text or "") and len(rating.callback_data) == 5
+
+            # Amina's /forget takes the agents' copy of the conversation too.
+            await amina.say("/forget")
+            await amina.press("Oui, tout supprimer")
+            await deliver()
+            assert forum.topics[thread]["deleted"] and not forum.thread_messages(thread)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
