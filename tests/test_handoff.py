@@ -80,7 +80,8 @@ async def test_amina_asks_for_an_agent_waits_is_answered_then_rates_the_help(con
         authors = (await session.scalars(select(TranscriptEntry.author).where(
             TranscriptEntry.ticket_id == ticket.id).order_by(TranscriptEntry.id))).all()
     assert ticket.rating == 4 and ticket.status == "resolved"
-    assert authors[:3] == ["customer", "customer", "bot"] and "agent" in authors and "note" in authors
+    # Who wrote what, in order: her reason, the queue's answers, her words, Karim's (the note is his too).
+    assert authors[:5] == ["customer", "bot", "customer", "bot", "bot"] and "agent" in authors and "note" in authors
     await amina.say("hello")  # the bot has the chat back
     assert "did not understand" in amina.text
 
@@ -249,3 +250,42 @@ async def _user(db, chat_id: str):  # noqa: ANN001
 
     user, _ = await users.get_or_create_user(db, "webchat", chat_id)
     return user
+
+
+async def test_an_agent_puts_a_conversation_back_in_the_queue(conversation):
+    db = conversation.db
+    amina = Chat(conversation, "c-amina", language="en")
+    await ask_for_help(amina, None)
+    karim, salma = await make_agent(db, "karim", "Karim"), await make_agent(db, "salma", "Salma")
+    desk = conversation.desk
+    (item,) = await desk.queue()
+    await desk.claim(item.ticket.id, karim)
+    assert await desk.hand_over(item.ticket.id, karim, 0) is None
+    assert "back in the queue" in (await outbox_of(db, "c-amina"))[-1].payload["text"]
+    with pytest.raises(NotYours):
+        await desk.reply(item.ticket.id, karim, "still mine?")
+    await desk.claim(item.ticket.id, salma)
+    await amina.press_data("T")
+    assert "An agent is with you" in amina.text
+
+
+async def test_the_wait_grows_with_the_place_in_the_queue_and_the_agents_recent_pace(conversation):
+    from datetime import timedelta
+
+    from core.models import utcnow
+
+    db = conversation.db
+    chats = [Chat(conversation, f"c-{n}", language="en") for n in range(3)]
+    for chat in chats:
+        await ask_for_help(chat, None)
+    desk = conversation.desk
+    queue = await desk.queue()
+    assert [await desk.position(q.ticket) for q in queue] == [(1, 4), (2, 8), (3, 12)]  # 4 min each at first
+    # Lately one agent took 10 minutes per customer.
+    karim = await make_agent(db, "karim")
+    await desk.claim(queue[0].ticket.id, karim)
+    await desk.close(queue[0].ticket.id, karim)
+    async with db.transaction() as session:
+        ticket = await session.get(HandoffTicket, queue[0].ticket.id)
+        ticket.claimed_at = utcnow() - timedelta(minutes=10)
+    assert await desk.position(queue[2].ticket) == (2, 20)

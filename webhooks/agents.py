@@ -25,7 +25,7 @@ from core.services import agents as agent_service
 from core.services import invoices as invoice_service
 from core.services import linking
 from core.services.agents import Sessions
-from core.services.handoff import Desk, NotTheirs
+from core.services.handoff import Desk, NotTheirs, UnknownAgent
 from webhooks import agents_page as page
 from webhooks.webchat import accepted_language
 
@@ -269,7 +269,10 @@ async def console_action(request: Request, ticket_id: int, action: str) -> Respo
             await desk.send_payment_link(ticket_id, agent, _int(form.get("link_id")))
             return _back(ticket_id, "sent")
         if action == "hand-over":
-            await desk.hand_over(ticket_id, agent, _int(form.get("agent_id")))
+            to_agent = _int(form.get("agent_id"))
+            if to_agent < 0 or not (form.get("agent_id") or "").strip():
+                raise UnknownAgent("no agent chosen")
+            await desk.hand_over(ticket_id, agent, to_agent)
             return _back(ticket_id, "handed")
         if action == "close":
             await desk.close(ticket_id, agent)
@@ -292,4 +295,4 @@ def _int(value: str | None) -> int:
     try:
         return int(value or 0)
     except ValueError:
-        return 0
+        return -1

@@ -46,6 +46,7 @@ WORDS = (
     N_("Waiting in the queue"),
     N_("Closed"),
     N_("Hand over"),
+    N_("Back to the queue"),
     N_("Reply to the customer"),
     N_("Send"),
     N_("Internal note (the customer never sees it)"),
@@ -227,9 +228,9 @@ def ticket_panel(t: Translator, details: Details, agent: Agent, agents: dict[int
     elif mine:
         others = [a for a in agents.values() if a.id != agent.id and a.active]
         options = "".join(f'<option value="{a.id}">{escape(a.name)}</option>' for a in others)
-        handover = (_button_form(f"/agents/tickets/{ticket.id}/hand-over", w["Hand over"], csrf, "",
-                                 f'<select name="agent_id" aria-label="{escape(w["Agent"])}">{options}</select>')
-                    if others else "")
+        options += f'<option value="0">{escape(w["Back to the queue"])}</option>'
+        handover = _button_form(f"/agents/tickets/{ticket.id}/hand-over", w["Hand over"], csrf, "",
+                                f'<select name="agent_id" aria-label="{escape(w["Agent"])}">{options}</select>')
         actions = (
             f'<form method="post" action="/agents/tickets/{ticket.id}/reply" class="reply">{_csrf(csrf)}'
             f'<textarea name="text" rows="3" required placeholder="{escape(w["Reply to the customer"])}"></textarea>'

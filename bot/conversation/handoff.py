@@ -47,6 +47,7 @@ async def _status(conv: "Conversation", turn: "Turn", ticket: HandoffTicket) -> 
         ])
     else:
         body = t._("An agent is with you in this chat: write your message here.")
+    await conv.desk.bot_said(ticket.id, body)
     turn.say(views.text(t, body, cancel))
 
 
@@ -63,8 +64,9 @@ async def relay(conv: "Conversation", turn: "Turn", ticket: HandoffTicket, text:
         return
     if ticket.status == PENDING:
         place, _ = await conv.desk.position(ticket)
-        turn.say(views.text(turn.t, turn.t._("Kept for the agent. You are number {place} in the queue.", place=place),
-                            [Button(turn.t._("Cancel my request"), cb.pack(cb.HANDOFF_CANCEL))]))
+        said = turn.t._("Kept for the agent. You are number {place} in the queue.", place=place)
+        await conv.desk.bot_said(ticket.id, said)
+        turn.say(views.text(turn.t, said, [Button(turn.t._("Cancel my request"), cb.pack(cb.HANDOFF_CANCEL))]))
 
 
 async def rate(conv: "Conversation", turn: "Turn", args: list[str]) -> None:

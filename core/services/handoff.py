@@ -169,6 +169,11 @@ class Desk:
             self._to_topic(session, ticket_id, "topic_message", {"text": f"👤 {user.display_name or '…'}: {text[:3500]}"})
         return True
 
+    async def bot_said(self, ticket_id: int, text: str) -> None:
+        """Keep what the bot told the customer during the handoff (the queue's answers)."""
+        async with self.db.transaction() as session:
+            session.add(TranscriptEntry(ticket_id=ticket_id, author="bot", text=text[:4000], created_at=utcnow()))
+
     async def cancel(self, user: ChatUser) -> HandoffTicket | None:
         """The customer withdraws the request (or leaves the agent): the bot takes the chat back."""
         now = utcnow()
@@ -301,7 +306,24 @@ class Desk:
             self._customer(session, user, t, said, agent, said,
                            buttons=[[{"label": t._("Pay"), "data": f"$|{link_id}"}]])
 
-    async def hand_over(self, ticket_id: int, agent: Agent, to_agent_id: int) -> Agent:
+    async def release(self, ticket_id: int, agent: Agent) -> None:
+        """Put a held conversation back in the queue (its place is its first request)."""
+        now = utcnow()
+        async with self.db.transaction() as session:
+            ticket, user = await self._hold(session, ticket_id, agent, now)
+            ticket.status, ticket.agent_id = PENDING, None
+            session.add(TranscriptEntry(ticket_id=ticket_id, author="note", agent_id=agent.id, internal=True,
+                                        text=f"{agent.name} → …", created_at=now))
+            t = translator(user.locale)
+            said = t._("Your request is back in the queue: the next available agent will answer here.")
+            session.add(TranscriptEntry(ticket_id=ticket_id, author="bot", text=said, created_at=now))
+            self._customer(session, user, t, said, agent, said)
+
+    async def hand_over(self, ticket_id: int, agent: Agent, to_agent_id: int) -> Agent | None:
+        """Pass a held conversation to another agent (`to_agent_id` 0: back to the queue)."""
+        if to_agent_id == 0:
+            await self.release(ticket_id, agent)
+            return None
         now = utcnow()
         async with self.db.transaction() as session:
             other = await session.get(Agent, to_agent_id)
