@@ -51,6 +51,12 @@ async def test_a_handoff_opens_a_topic_and_the_relay_goes_both_ways_until_close(
         try:
             amina = TelegramChat(server, server.user(1001, first_name="Amina", language_code="fr"))
             await amina.say("/start")
+            await amina.press("Lier un compte")
+            await amina.press("Maroc Telecom")
+            await amina.press("Mobile")
+            await amina.say("0623363444")
+            await amina.say("528605")
+            await amina.press("Menu")
             await amina.press("Parler à un conseiller")
             await amina.say("Ma facture de février est trop élevée")
             assert "numéro 1" in amina.text
@@ -68,6 +74,16 @@ async def test_a_handoff_opens_a_topic_and_the_relay_goes_both_ways_until_close(
             said = [c.params.get("text", "") for c in server.sent(1001, "sendMessage") if c.ok]
             assert any("Karim a rejoint" in text for text in said)
             assert any("Karim: Bonjour Amina, je regarde votre facture." in text for text in said)
+
+            # From the console, Karim sends her invoice: rendered at delivery, a real sendDocument.
+            ticket = await _ticket(db)
+            karim = await agent_service.agent_by_telegram_id(db, KARIM_TG)
+            await conversation.desk.send_invoice(ticket.id, karim, 1, "0000528605022017")
+            await deliver()
+            (document,) = server.sent(1001, "sendDocument")
+            upload = document.files["document"]
+            assert upload.filename == "facture-0000528605022017.pdf" and upload.content.startswith(b"%PDF")
+            assert any("Karim: [PDF] facture-0000528605022017.pdf" in (m.text or "") for m in forum.thread_messages(thread))
 
             # Amina's reply reaches the topic, not the bot's answers.
             mark = len(server.sent(1001))

@@ -262,11 +262,8 @@ class Desk:
         now = utcnow()
         async with self.db.transaction() as session:
             ticket, user = await self._hold(session, ticket_id, agent, now)
-            session.add(TranscriptEntry(ticket_id=ticket_id, author="agent", agent_id=agent.id, text=text, created_at=now))
-            t = translator(user.locale)
-            self._customer(session, user, t, f"{agent.name}: {text}", agent, text)
-            if not from_topic:
-                self._to_topic(session, ticket_id, "topic_message", {"text": f"🎧 {agent.name}: {text}"})
+            self._agent_entry(session, ticket_id, agent, text, now, to_topic=not from_topic)
+            self._customer(session, user, translator(user.locale), f"{agent.name}: {text}", agent, text)
 
     async def note(self, ticket_id: int, agent: Agent, text: str) -> None:
         """An internal note: kept in the transcript for agents, never sent to the customer."""
@@ -288,8 +285,7 @@ class Desk:
             document = {"kind": "invoice", "link_id": link_id, "number": number, "language": t.language,
                         "filename": f"facture-{number}.pdf", "caption": caption}
             said = t._("{agent} sent you an invoice: {number}", agent=agent.name, number=number)
-            session.add(TranscriptEntry(ticket_id=ticket_id, author="agent", agent_id=agent.id,
-                                        text=f"[PDF] facture-{number}.pdf", created_at=now))
+            self._agent_entry(session, ticket_id, agent, f"[PDF] facture-{number}.pdf", now)
             self._customer(session, user, t, said, agent, said, document=document)
 
     async def send_payment_link(self, ticket_id: int, agent: Agent, link_id: int) -> None:
@@ -301,8 +297,7 @@ class Desk:
             t = translator(user.locale)
             name = link.nickname or link.identifier
             said = t._("{agent}: you can pay the invoices of {account} here.", agent=agent.name, account=name)
-            session.add(TranscriptEntry(ticket_id=ticket_id, author="agent", agent_id=agent.id,
-                                        text="[" + t._("Pay") + "] " + name, created_at=now))
+            self._agent_entry(session, ticket_id, agent, "[" + t._("Pay") + "] " + name, now)
             self._customer(session, user, t, said, agent, said,
                            buttons=[[{"label": t._("Pay"), "data": f"$|{link_id}"}]])
 
@@ -387,6 +382,13 @@ class Desk:
         session.add(TranscriptEntry(ticket_id=ticket.id, author="bot", text=said, created_at=now))
         self._customer(session, user, t, said, agent, said)
         self._to_topic(session, ticket.id, "topic_message", {"text": f"ℹ {said}"})
+
+    def _agent_entry(self, session: AsyncSession, ticket_id: int, agent: Agent, text: str, now: datetime,
+                     to_topic: bool = True) -> None:
+        """What the agent sent, in the transcript and (unless it came from there) the support topic."""
+        session.add(TranscriptEntry(ticket_id=ticket_id, author="agent", agent_id=agent.id, text=text, created_at=now))
+        if to_topic:
+            self._to_topic(session, ticket_id, "topic_message", {"text": f"🎧 {agent.name}: {text}"})
 
     @staticmethod
     def _customer(session: AsyncSession, user: ChatUser, t: Translator, text: str, agent: Agent, plain: str,
