@@ -199,6 +199,13 @@ async def test_error_messages_offer_an_agent(conversation):
     await chat.press("Marsa Maroc")
     await chat.press_data("Lt|99")  # no such terminal: a typed error
     assert "terminal is not known" in chat.text
+    assert chat.button("Talk to an agent")
+    await chat.press_data("L")
+    await chat.press("Maroc Telecom")
+    await chat.press("Mobile")
+    await chat.say("0699999999")
+    await chat.say("111111")  # a line the biller does not know: asked again, with a way to a person
+    assert "No account was found" in chat.text
     await chat.press("Talk to an agent")
     assert "what do you need help with" in chat.text
 

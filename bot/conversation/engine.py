@@ -95,11 +95,11 @@ class Conversation:
             else:
                 await self._route(turn)
         except FatouraError as error:
-            turn.say(views.text(turn.t, turn.t.error(error), [views.menu_button(turn.t), views.agent_button(turn.t)]))
+            turn.say(views.error(turn.t, turn.t.error(error), [views.menu_button(turn.t)]))
         except Exception:  # noqa: BLE001 - the customer gets an answer; the trace goes to the log, not the text
             log.exception("conversation failed on a %s event", event.kind.value)
-            turn.say(views.text(turn.t, turn.t._("Something went wrong on our side. Please try again."),
-                                [views.menu_button(turn.t), views.agent_button(turn.t)]))
+            turn.say(views.error(turn.t, turn.t._("Something went wrong on our side. Please try again."),
+                                 [views.menu_button(turn.t)]))
             return turn.replies
         if turn.state.get("forgotten"):
             await self.store.delete_prefix(self._state_key(event))
@@ -335,7 +335,7 @@ class Conversation:
             try:
                 link["identifier"] = normalize_identifier(connector.info, service.code, raw)
             except InvalidInput as error:
-                turn.say(views.text(turn.t, turn.t.error(error), [Button(turn.t._("Cancel"), cb.pack(cb.CANCEL))]))
+                turn.say(views.error(turn.t, turn.t.error(error), [Button(turn.t._("Cancel"), cb.pack(cb.CANCEL))]))
                 return
             if service.secret is not None:
                 link["step"] = "secret"
@@ -360,17 +360,17 @@ class Conversation:
                                                  link.get("terminal"))
         except TooManyAttempts as error:
             turn.state.pop("flow", None)
-            turn.say(views.text(t, t.error(error), [views.menu_button(t)]))
+            turn.say(views.error(t, t.error(error), [views.menu_button(t)]))
             return
         except UnknownAccount as error:
             link["step"] = "identifier"
-            turn.say(views.text(t, t.error(error) + "\n" + t._("Check it and send it again."), cancel))
+            turn.say(views.error(t, t.error(error) + "\n" + t._("Check it and send it again."), cancel))
             return
         except InvalidInput as error:  # a malformed secret: ask it again
-            turn.say(views.text(t, t.error(error), cancel))
+            turn.say(views.error(t, t.error(error), cancel))
             return
         except FatouraError as error:  # wrong payment code or e-mail: say what to look for, ask again
-            turn.say(views.text(t, t.error(error), cancel))
+            turn.say(views.error(t, t.error(error), cancel))
             return
         result = await linking.save_link(self.db, turn.user.id, account)
         turn.state.pop("flow", None)
@@ -485,7 +485,7 @@ class Conversation:
         try:
             number = normalize_invoice_number(raw)
         except FatouraError as error:
-            turn.say(views.text(turn.t, turn.t.error(error), [Button(turn.t._("Back to the list"), cb.pack(cb.UNPAID, 0))]))
+            turn.say(views.error(turn.t, turn.t.error(error), [Button(turn.t._("Back to the list"), cb.pack(cb.UNPAID, 0))]))
             return
         turn.state.setdefault("list", {"scope": 0, "filters": {}})["filters"].update(number=number, status="all")
         await self._list(turn, page=1)
@@ -494,7 +494,7 @@ class Conversation:
         try:
             start, end = parse_date_range(raw)
         except InvalidDate as error:
-            turn.say(views.text(turn.t, turn.t.error(error), [Button(turn.t._("Back to the list"), cb.pack(cb.UNPAID, 0))]))
+            turn.say(views.error(turn.t, turn.t.error(error), [Button(turn.t._("Back to the list"), cb.pack(cb.UNPAID, 0))]))
             return
         turn.state.setdefault("list", {"scope": 0, "filters": {}})["filters"].update(
             date_from=start.isoformat(), date_to=end.isoformat())

@@ -54,6 +54,11 @@ def agent_button(t: Translator) -> Button:
     return Button(t._("Talk to an agent"), cb.pack(cb.HANDOFF))
 
 
+def error(t: Translator, body: str, *rows: tuple[Button, ...] | list[Button]) -> Text:
+    """An error's answer: its own buttons, then a way to a person."""
+    return text(t, body, *rows, [agent_button(t)])
+
+
 def languages(t: Translator) -> Text:
     return text(t, t._("Choose your language:"),
                 [Button(LANGUAGE_NAMES[code], cb.pack(cb.LANGUAGE, code)) for code in LANGUAGES])
