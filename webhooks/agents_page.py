@@ -20,7 +20,7 @@ from core.services.invoices import ListPage
 
 STATIC = Path(__file__).resolve().parent / "static" / "agents"
 ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
-CHANNELS = {"telegram": "Telegram", "whatsapp": "WhatsApp", "webchat": "Web chat"}
+CHANNELS = {"telegram": "Telegram", "whatsapp": "WhatsApp", "webchat": N_("Web chat")}
 # The page's words (Babel does not read calls inside f-strings, so they are marked here).
 WORDS = (
     N_("Fatoura agent console"),
@@ -113,7 +113,7 @@ def message_page(t: Translator, message: str) -> str:
 
 def _customer(t: Translator, user) -> str:  # noqa: ANN001 - a ChatUser
     # Never the chat id: a web chat's id is the key to that chat.
-    return (user.display_name or t._("Customer")) + " · " + CHANNELS.get(user.channel, user.channel)
+    return (user.display_name or t._("Customer")) + " · " + t._(CHANNELS.get(user.channel, user.channel))
 
 
 def _waited(t: Translator, since: datetime, now: datetime) -> str:
