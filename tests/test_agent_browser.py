@@ -14,7 +14,7 @@ from fatoura.worker import work
 from tests.browser import ARTIFACTS, ChatPage, launch_chromium, serve
 from webhooks.app import create_app
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 PASSWORD = "correct horse battery"
 
 
