@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     link_failures_before_lock: int = 5
     link_lock_minutes: int = 30
 
+    # Support agents: console sign-in length; the Telegram supergroup (with topics) of agents.
+    agent_session_minutes: int = 480
+    support_chat_id: int | None = None
+    support_minutes_per_customer: int = 4  # a first guess of the wait until claims give real figures
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text as sql,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -247,6 +248,8 @@ class OutboxMessage(Base):
 
 
 class Agent(Base):
+    """A support agent: signs in to the console (/agents), or writes in a Telegram support topic."""
+
     __tablename__ = "agents"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -254,13 +257,39 @@ class Agent(Base):
     display_name: Mapped[str | None] = mapped_column(String(128))
     password_hash: Mapped[str] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    language: Mapped[str] = mapped_column(String(8), default="fr", server_default="fr")  # the console's
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger)  # who they are in the support group
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.username
+
+
+class AgentSession(Base):
+    """A signed-in console; the cookie holds the token, the row only its SHA-256."""
+
+    __tablename__ = "agent_sessions"
+    __table_args__ = (Index("ix_agent_sessions_agent", "agent_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
 
 
 class HandoffTicket(Base):
     """A customer's request for a person; `status` is the one field everyone reads."""
 
     __tablename__ = "handoff_tickets"
+    __table_args__ = (
+        # One live request per chat (a partial unique index on both SQLite and PostgreSQL).
+        Index("uq_handoff_tickets_live_user", "user_id", unique=True,
+              sqlite_where=sql("status IN ('pending', 'open')"),
+              postgresql_where=sql("status IN ('pending', 'open')")),
+        Index("ix_handoff_tickets_status", "status", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("chat_users.id", ondelete="CASCADE"))
@@ -272,10 +301,15 @@ class HandoffTicket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]  # any change the console must show (claim, handover, close)
+    rated_at: Mapped[datetime | None]
 
 
 class TranscriptEntry(Base):
+    """One message of a handed-over conversation and who wrote it; `internal` notes stay agent-side."""
+
     __tablename__ = "transcript_entries"
+    __table_args__ = (Index("ix_transcript_entries_ticket", "ticket_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("handoff_tickets.id", ondelete="CASCADE"))

@@ -1,4 +1,4 @@
-"""`fatoura` commands: demo, serve, worker, db, sandbox, telegram, i18n."""
+"""`fatoura` commands: demo, serve, worker, db, sandbox, telegram, agents, i18n."""
 from __future__ import annotations
 
 import argparse
@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     hook = telegram.add_parser("set-webhook", help="point Telegram at PUBLIC_BASE_URL/webhooks/telegram")
     hook.add_argument("--drop-pending", action="store_true")
     hook.set_defaults(func=cmd_telegram_set_webhook)
+
+    from fatoura.agents_cli import add_parser as add_agents_parser
+
+    add_agents_parser(commands)
 
     i18n = commands.add_parser("i18n", help="gettext catalogs (Babel)")
     i18n.add_argument("action", choices=["extract", "update", "compile", "check"])

@@ -1,7 +1,7 @@
 """`fatoura demo`: the whole product in one process on the embedded defaults.
 
 SQLite file, in-memory state (unless REDIS_URL is set), sandbox billers, the web app with the web
-chat, the outbox worker, and the Telegram bot by long polling when TELEGRAM_BOT_TOKEN is set.
+chat and the agent console (a `demo` agent whose password is printed), the outbox worker, and the Telegram bot by long polling when TELEGRAM_BOT_TOKEN is set.
 """
 from __future__ import annotations
 
@@ -30,6 +30,25 @@ async def prepare(settings: Settings, accounts: int) -> Database:
     return db
 
 
+async def demo_agent(db: Database) -> str | None:
+    """The demo's support agent `demo`, with a fresh password each start (printed, sandbox only)."""
+    import secrets
+
+    from sqlalchemy import update
+
+    from core.models import Agent
+    from core.services.agents import add_agent, hash_password, list_agents
+
+    password = secrets.token_urlsafe(9)
+    if any(agent.username == "demo" for agent in await list_agents(db)):
+        async with db.transaction() as session:
+            await session.execute(update(Agent).where(Agent.username == "demo")
+                                  .values(password_hash=hash_password(password), active=True))
+    else:
+        await add_agent(db, "demo", password, display_name="Agent Demo")
+    return password
+
+
 async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000, accounts: int = 1000) -> int:
     from fatoura.worker import build_senders, work
     from webhooks.app import create_app
@@ -37,6 +56,7 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
     if not settings.sandbox:
         settings = settings.model_copy(update={"sandbox": True})
     db = await prepare(settings, accounts)
+    agent_password = await demo_agent(db)
     app = create_app(settings, db=db)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     stop = asyncio.Event()
@@ -53,6 +73,7 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
     base = f"http://{host}:{port}"
     print(f"Fatoura demo is running on sandbox data ({settings.database_url}).")
     print(f"  Web chat:      {base}/chat")
+    print(f"  Agent console: {base}/agents    (user: demo, password: {agent_password})")
     print(f"  Health:        {base}/healthz    Metrics: {base}/metrics    API docs: {base}/docs")
     print("  Telegram bot:  " + ("polling" if settings.telegram_bot_token else "off (set TELEGRAM_BOT_TOKEN to run it)"))
     print("Press Ctrl+C to stop.", flush=True)

@@ -84,6 +84,10 @@ def build_senders(settings: Settings, db: Database, billers=None) -> dict[str, S
         from bot.channels.telegram.outbox import telegram_sender
 
         senders["telegram"] = telegram_sender(settings, db)
+        if settings.support_chat_id:  # the support agents' Telegram topics
+            from bot.channels.telegram.support import support_sender
+
+            senders["support"] = support_sender(settings, db)
     return senders
 
 

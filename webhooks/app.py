@@ -15,6 +15,8 @@ from core.i18n import compile_catalogs
 from bot.channels.webchat_outbox import webchat_sender
 from bot.conversation.engine import build_conversation
 from core.payments.registry import GatewayRegistry
+from webhooks.agents import Console
+from webhooks.agents import router as agents_router
 from webhooks.metrics import METRICS
 from webhooks.payments import router as payments_router
 from webhooks.receipts import router as receipts_router
@@ -40,8 +42,13 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         conversation = build_conversation(settings, db=database, billers=billers, gateways=app.state.gateways)
         app.state.conversation = conversation
         webchat = install_webchat(app, conversation)
-        app.state.senders["webchat"] = webchat_sender(webchat, database)
+        app.state.senders["webchat"] = webchat_sender(webchat, database, billers)
         install_telegram(app, settings, conversation)
+        from core.services.agents import Sessions
+
+        app.state.agents = Console(conversation.desk, Sessions(database, settings.secret_key.get_secret_value(),
+                                                               settings.agent_session_minutes),
+                                   billers, conversation.store, secure=settings.public_base_url.startswith("https"))
         try:
             yield
         finally:
@@ -83,6 +90,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
 
     app.include_router(payments_router)
     app.include_router(receipts_router)
+    app.include_router(agents_router)
     if settings.sandbox:
         from webhooks.sandbox_billers import router as sandbox_billers
         from webhooks.sandbox_gateways import router as sandbox_gateways

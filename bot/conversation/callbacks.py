@@ -41,6 +41,10 @@ EXPORT = "Rx"  # Rx|link_id|xlsx or pdf|period ("12m" or a year)
 ARCHIVE = "Ra"  # Ra|link_id|year
 RETRY_SAME = "Pc"  # Pc|checkout_id (sent by the confirmation messages)
 RETRY_OTHER = "Pn"  # Pn|checkout_id
+HANDOFF = "T"  # talk to an agent: asks the reason
+HANDOFF_SKIP = "Ts"  # queue without a reason
+HANDOFF_CANCEL = "Tx"  # withdraw the request / leave the agent
+RATE = "Tr"  # Tr|ticket_id|1-5 (sent by the closing message)
 
 
 def pack(action: str, *args: object) -> str:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
 from bot.conversation import callbacks as cb
-from bot.conversation import payments, reports
+from bot.conversation import handoff, payments, reports
 from bot.conversation import views
 from bot.conversation.events import Event, EventKind
 from bot.conversation.replies import Button, DeleteMessage, Document, Reply
@@ -29,6 +29,7 @@ from core.identifiers import contains_card_number, normalize_invoice_number
 from core.models import ChatUser, LinkedAccount
 from core.services import invoices as invoice_service
 from core.services import linking, users
+from core.services.handoff import Desk
 from core.state import StateStore
 
 log = logging.getLogger("fatoura.conversation")
@@ -78,6 +79,8 @@ class Conversation:
         self.billers = billers
         self.guard = linking.LinkGuard(state, settings)
         self.today = clock
+        self.desk = Desk(db, topics=bool(settings.support_chat_id and settings.telegram_bot_token),
+                         minutes_per_customer=settings.support_minutes_per_customer)
 
     async def handle(self, event: Event, early: Early | None = None) -> list[Reply]:
         """Handle one event; a second delivery of the same update id returns no reply. `early`, when
@@ -103,11 +106,11 @@ class Conversation:
             else:
                 await self._route(turn)
         except FatouraError as error:
-            turn.say(views.text(turn.t, turn.t.error(error), [views.menu_button(turn.t)]))
+            turn.say(views.error(turn.t, turn.t.error(error), [views.menu_button(turn.t)]))
         except Exception:  # noqa: BLE001 - the customer gets an answer; the trace goes to the log, not the text
             log.exception("conversation failed on a %s event", event.kind.value)
-            turn.say(views.text(turn.t, turn.t._("Something went wrong on our side. Please try again."),
-                                [views.menu_button(turn.t)]))
+            turn.say(views.error(turn.t, turn.t._("Something went wrong on our side. Please try again."),
+                                 [views.menu_button(turn.t)]))
             return turn.replies
         if turn.state.get("forgotten"):
             await self.store.delete_prefix(self._state_key(event))
@@ -169,6 +172,8 @@ class Conversation:
             await self._history(turn)
         elif command in ("forget", "oublier"):
             self._forget_ask(turn)
+        elif command in ("agent", "conseiller", "support"):
+            await handoff.ask(self, turn)
         elif command in ("cancel", "annuler"):
             await self._menu(turn, turn.t._("Cancelled."))
         else:
@@ -209,6 +214,10 @@ class Conversation:
             cb.ARCHIVE: lambda: reports.archive(self, turn, args),
             cb.RETRY_SAME: lambda: payments.retry(self, turn, args, same_channel=True),
             cb.RETRY_OTHER: lambda: payments.retry(self, turn, args, same_channel=False),
+            cb.HANDOFF: lambda: handoff.ask(self, turn),
+            cb.HANDOFF_SKIP: lambda: handoff.queue(self, turn, None),
+            cb.HANDOFF_CANCEL: lambda: handoff.cancel(self, turn),
+            cb.RATE: lambda: handoff.rate(self, turn, args),
         }.get(action)
         if handler is None:
             await self._stale(turn)
@@ -229,6 +238,10 @@ class Conversation:
             await self._filter_number(turn, raw)
         elif flow == "filter_dates":
             await self._filter_dates(turn, raw)
+        elif flow == "handoff_reason":
+            await handoff.queue(self, turn, raw)
+        elif (ticket := await self.desk.live_ticket(turn.user.id)) is not None:
+            await handoff.relay(self, turn, ticket, raw)
         else:
             turn.say(views.text(turn.t, turn.t._(
                 "I did not understand. Please use the buttons below, or /help."), [views.menu_button(turn.t)]))
@@ -333,7 +346,7 @@ class Conversation:
             try:
                 link["identifier"] = normalize_identifier(connector.info, service.code, raw)
             except InvalidInput as error:
-                turn.say(views.text(turn.t, turn.t.error(error), [Button(turn.t._("Cancel"), cb.pack(cb.CANCEL))]))
+                turn.say(views.error(turn.t, turn.t.error(error), [Button(turn.t._("Cancel"), cb.pack(cb.CANCEL))]))
                 return
             if service.secret is not None:
                 link["step"] = "secret"
@@ -358,17 +371,17 @@ class Conversation:
                                                  link.get("terminal"))
         except TooManyAttempts as error:
             turn.state.pop("flow", None)
-            turn.say(views.text(t, t.error(error), [views.menu_button(t)]))
+            turn.say(views.error(t, t.error(error), [views.menu_button(t)]))
             return
         except UnknownAccount as error:
             link["step"] = "identifier"
-            turn.say(views.text(t, t.error(error) + "\n" + t._("Check it and send it again."), cancel))
+            turn.say(views.error(t, t.error(error) + "\n" + t._("Check it and send it again."), cancel))
             return
         except InvalidInput as error:  # a malformed secret: ask it again
-            turn.say(views.text(t, t.error(error), cancel))
+            turn.say(views.error(t, t.error(error), cancel))
             return
         except FatouraError as error:  # wrong payment code or e-mail: say what to look for, ask again
-            turn.say(views.text(t, t.error(error), cancel))
+            turn.say(views.error(t, t.error(error), cancel))
             return
         result = await linking.save_link(self.db, turn.user.id, account)
         turn.state.pop("flow", None)
@@ -483,7 +496,7 @@ class Conversation:
         try:
             number = normalize_invoice_number(raw)
         except FatouraError as error:
-            turn.say(views.text(turn.t, turn.t.error(error), [Button(turn.t._("Back to the list"), cb.pack(cb.UNPAID, 0))]))
+            turn.say(views.error(turn.t, turn.t.error(error), [Button(turn.t._("Back to the list"), cb.pack(cb.UNPAID, 0))]))
             return
         turn.state.setdefault("list", {"scope": 0, "filters": {}})["filters"].update(number=number, status="all")
         await self._list(turn, page=1)
@@ -492,7 +505,7 @@ class Conversation:
         try:
             start, end = parse_date_range(raw)
         except InvalidDate as error:
-            turn.say(views.text(turn.t, turn.t.error(error), [Button(turn.t._("Back to the list"), cb.pack(cb.UNPAID, 0))]))
+            turn.say(views.error(turn.t, turn.t.error(error), [Button(turn.t._("Back to the list"), cb.pack(cb.UNPAID, 0))]))
             return
         turn.state.setdefault("list", {"scope": 0, "filters": {}})["filters"].update(
             date_from=start.isoformat(), date_to=end.isoformat())

@@ -1,8 +1,9 @@
 """Outbox payloads (core.services.outbox) as the conversation's replies, for the channel senders.
 
 A sender claims an outbox row, calls `payload_to_replies(payload, db)` and renders the replies
-the same way it renders the conversation's answers. A receipt document is rendered here, at
-delivery time, from its payment id.
+the same way it renders the conversation's answers. A document is rendered here, at delivery
+time: a receipt from its payment id, an invoice ({"kind": "invoice", "link_id", "number",
+"language", "filename", "caption"}, sent by a support agent) by its biller.
 """
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ def _buttons(rows: Any) -> tuple[tuple[Button, ...], ...]:
     return tuple(result)
 
 
-async def payload_to_replies(payload: dict[str, Any], db: Database) -> list[Reply]:
+async def payload_to_replies(payload: dict[str, Any], db: Database, billers: Any = None) -> list[Reply]:
     """Text (with its buttons) first, then the document if any. A receipt whose payment no longer
-    exists is left out (the text still goes)."""
+    exists, or an invoice whose account was unlinked, is left out (the text still goes).
+    `billers` (a BillerRegistry) renders invoices; without it, this deployment's is built."""
     replies: list[Reply] = []
     text = payload.get("text")
     buttons = _buttons(payload.get("buttons"))
@@ -51,4 +53,31 @@ async def payload_to_replies(payload: dict[str, Any], db: Database) -> list[Repl
             filename, content = rendered
             replies.append(Document(filename=document.get("filename") or filename, content=content,
                                     caption=document.get("caption")))
+    elif isinstance(document, dict) and document.get("kind") == "invoice":
+        rendered_invoice = await _invoice_pdf(document, payload, db, billers)
+        if rendered_invoice is not None:
+            replies.append(rendered_invoice)
     return replies
+
+
+async def _invoice_pdf(document: dict[str, Any], payload: dict[str, Any], db: Database, billers: Any) -> Document | None:
+    from core.billers.registry import BillerRegistry
+    from core.config import get_settings
+    from core.errors import FatouraError
+    from core.models import LinkedAccount
+    from core.services.invoices import invoice_pdf
+
+    async with db.session() as session:
+        link = await session.get(LinkedAccount, int(document.get("link_id") or 0))
+    if link is None:
+        log.warning("invoice %s: its account is gone; sending the text only", document.get("number"))
+        return None
+    number = str(document.get("number") or "")
+    try:
+        content = await invoice_pdf(billers or BillerRegistry.from_settings(get_settings(), db), link, number,
+                                    document.get("language") or payload.get("language") or "fr")
+    except FatouraError as error:  # the biller no longer has it: the text says what was meant
+        log.warning("invoice %s not rendered: %s", number, type(error).__name__)
+        return None
+    return Document(filename=document.get("filename") or f"facture-{number}.pdf", content=content,
+                    caption=document.get("caption"))

@@ -145,13 +145,13 @@ async def pay(conv: "Conversation", turn: "Turn", channel: str) -> None:
             billers=conv.billers, link_id=int(pay_state["link"]))
     except AlreadyCovered as error:
         covering = error.checkout
-        turn.say(views.text(t, t.error(error),
-                            [Button(t._("Show that payment"), cb.pack(cb.PAYMENTS, covering.id)),
-                             Button(t._("Cancel that payment"), cb.pack(cb.PAYMENT_CANCEL, covering.id))],
-                            [views.menu_button(t)]))
+        turn.say(views.error(t, t.error(error),
+                             [Button(t._("Show that payment"), cb.pack(cb.PAYMENTS, covering.id)),
+                              Button(t._("Cancel that payment"), cb.pack(cb.PAYMENT_CANCEL, covering.id))],
+                             [views.menu_button(t)]))
         return
     except MixedIssuers as error:
-        turn.say(views.text(t, t.error(error), [Button(t._("Back"), cb.pack(cb.PAY, pay_state["link"]))]))
+        turn.say(views.error(t, t.error(error), [Button(t._("Back"), cb.pack(cb.PAY, pay_state["link"]))]))
         return
     turn.state.pop("pay", None)
     say_instruction(turn, instruction, checkout.amount_ttc, checkout.issuer)

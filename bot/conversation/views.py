@@ -46,7 +46,17 @@ def menu(t: Translator, *, has_accounts: bool, intro: str | None = None, replace
     else:
         rows.append([Button(t._("Link an account"), cb.pack(cb.LINK))])
     rows.append([Button(t._("Language"), cb.pack(cb.LANGUAGE)), Button(t._("Help"), cb.pack(cb.HELP))])
+    rows.append([agent_button(t)])
     return text(t, body, *rows, replace=replace)
+
+
+def agent_button(t: Translator) -> Button:
+    return Button(t._("Talk to an agent"), cb.pack(cb.HANDOFF))
+
+
+def error(t: Translator, body: str, *rows: tuple[Button, ...] | list[Button]) -> Text:
+    """An error's answer: its own buttons, then a way to a person."""
+    return text(t, body, *rows, [agent_button(t)])
 
 
 def languages(t: Translator) -> Text:
@@ -225,6 +235,7 @@ def help_text(t: Translator) -> Text:
         t._("/link – link a new account"),
         t._("/language – change the language"),
         t._("/forget – delete everything Fatoura stores about this chat"),
+        t._("/agent – talk to a support agent"),
         "",
         t._("Fatoura never asks for your card number. Card payments happen on the bank's secure page."),
     ])

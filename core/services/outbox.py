@@ -9,6 +9,8 @@ Payload of a chat message (`channel` = the chat's channel, `chat_id` = its chat)
       "language": "fr" | "ar" | "en",   # optional: the language it was written in
       "buttons": [[{"label": str, "data": str} | {"label": str, "url": str}, ...], ...],  # optional rows
       "document": {"kind": "receipt", "payment_id": int, "language": str, "filename": str}  # optional
+                | {"kind": "invoice", "link_id": int, "number": str, "language": str, "filename": str, "caption": str},
+      "params": {name: str}             # new kinds: the plain values a WhatsApp template needs
     }
 
 A document is not stored in the row: it is rendered when delivered (a receipt from its payment
@@ -16,7 +18,9 @@ id). `bot.conversation.outbox_replies.payload_to_replies(payload, db)` turns a p
 conversation's Text / Document replies, so each channel sender reuses its reply renderer.
 
 Kinds written so far: "payment_paid", "payment_declined", "payment_mismatch", "payment_held"
-(core.services.confirmations). Button data "Pc|<checkout_id>" (retry with the same channel) and
+(core.services.confirmations); "agent_reply" (core.services.handoff: what a support agent says,
+params {agent, text}; rating buttons "Tr|<ticket>|<1-5>", payment button "$|<link_id>").
+Channel "support" (chat_id "ticket-<id>"): the support agents' Telegram topics, see handoff. Button data "Pc|<checkout_id>" (retry with the same channel) and
 "Pn|<checkout_id>" (choose another channel) are routed by the conversation.
 
 Channel "biller" (chat_id = the biller code), kind "biller_notice": a paid notice for a biller

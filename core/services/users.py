@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, select
 
 from core.db import Database
 from core.i18n import LANGUAGES, pick_language
-from core.models import ChatUser, HandoffTicket, LinkedAccount, OutboxMessage, utcnow
+from core.models import ChatUser, HandoffTicket, LinkedAccount, OutboxMessage, TranscriptEntry, utcnow
 
 
 async def get_or_create_user(db: Database, channel: str, chat_id: str, language: str | None = None) -> tuple[ChatUser, bool]:
@@ -57,6 +57,25 @@ async def forget_user(db: Database, user_id: int) -> Forgotten:
             delete(OutboxMessage).where(OutboxMessage.channel == user.channel, OutboxMessage.chat_id == user.chat_id)
         )).rowcount
         await session.execute(delete(LinkedAccount).where(LinkedAccount.user_id == user_id))
-        await session.execute(delete(HandoffTicket).where(HandoffTicket.user_id == user_id))
+        await _forget_tickets(session, user_id)
         await session.delete(user)
     return Forgotten(accounts or 0, tickets or 0, messages or 0)
+
+
+async def _forget_tickets(session, user_id: int) -> None:  # noqa: ANN001 - an AsyncSession
+    """Tickets, their transcripts, the support-topic messages not yet relayed, and the topics."""
+    from core.services.handoff import SUPPORT_CHANNEL, support_thread
+
+    tickets = (await session.execute(select(HandoffTicket.id, HandoffTicket.support_thread_id)
+                                     .where(HandoffTicket.user_id == user_id))).all()
+    ids = [ticket_id for ticket_id, _ in tickets]
+    if not ids:
+        return
+    await session.execute(delete(OutboxMessage).where(OutboxMessage.channel == SUPPORT_CHANNEL,
+                                                      OutboxMessage.chat_id.in_([support_thread(i) for i in ids])))
+    for ticket_id, thread_id in tickets:
+        if thread_id:  # the agents' copy goes too
+            session.add(OutboxMessage(channel=SUPPORT_CHANNEL, chat_id=support_thread(ticket_id), kind="topic_delete",
+                                      payload={"ticket_id": ticket_id, "thread_id": int(thread_id)}))
+    await session.execute(delete(TranscriptEntry).where(TranscriptEntry.ticket_id.in_(ids)))
+    await session.execute(delete(HandoffTicket).where(HandoffTicket.id.in_(ids)))

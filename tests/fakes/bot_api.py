@@ -4,7 +4,9 @@ It serves `/bot{token}/{method}` and `/file/bot{token}/{path}` on 127.0.0.1, kee
 chat's messages (with edits and inline keyboards), queues updates made by scripted users for
 `getUpdates` (or pushes them to the webhook set with `setWebhook`), records every call the bot
 makes, and refuses what Telegram refuses (lengths, callback data size, markup, parse errors,
-unknown messages, "message is not modified") with Telegram's error JSON.
+unknown messages, "message is not modified") with Telegram's error JSON. A supergroup with
+topics (`server.forum(chat_id)`) takes createForumTopic / closeForumTopic / deleteForumTopic and
+messages with message_thread_id; its members post in a topic with `forum.post(thread, text, user_id=)`.
 
     server = FakeBotAPI(token="123:ABC"); await server.start()
     bot = Bot(server.token, session=AiohttpSession(api=TelegramAPIServer.from_base(server.base_url)))
@@ -496,6 +498,27 @@ class FakeUser:
         return await self.server.wait_for(pick, chat_id=self.id, timeout=timeout)
 
 
+class FakeForum:
+    """A supergroup with topics (forum) where the bot is an admin; members post in its topics."""
+
+    def __init__(self, server: FakeBotAPI, chat_id: int, title: str) -> None:
+        self.server, self.id, self.title = server, chat_id, title
+        self.topics: dict[int, dict[str, Any]] = {}  # thread id -> name, closed, deleted
+
+    def api_chat(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "supergroup", "title": self.title, "is_forum": True}
+
+    def post(self, thread_id: int, text: str, *, user_id: int, first_name: str = "Agent") -> dict[str, Any]:
+        """A member writes `text` in a topic; queued for getUpdates (or the webhook)."""
+        member = {"id": user_id, "is_bot": False, "first_name": first_name}
+        msg = self.server._add_message(self.id, member, text=text,
+                                       content={"message_thread_id": thread_id, "is_topic_message": True})
+        return self.server.enqueue(self.server._make_update("message", msg.to_api()))
+
+    def thread_messages(self, thread_id: int) -> list[FakeMessage]:
+        return [m for m in self.server.messages(self.id) if m.content.get("message_thread_id") == thread_id]
+
+
 # ---------------------------------------------------------------- the server
 class FakeBotAPI:
     def __init__(self, token: str = "123456:TEST-token", *, bot_username: str = "fatoura_test_bot",
@@ -506,6 +529,7 @@ class FakeBotAPI:
                          "can_read_all_group_messages": False, "supports_inline_queries": False}
         self.base_url = ""
         self.users: dict[int, FakeUser] = {}
+        self.forums: dict[int, FakeForum] = {}
         self.calls: list[Call] = []
         self.callbacks: dict[str, dict[str, Any]] = {}  # query id -> chat_id, data, answer
         self.webhook: dict[str, Any] | None = None  # url, secret_token, ...
@@ -533,7 +557,8 @@ class FakeBotAPI:
                 "sendMessage", "editMessageText", "editMessageReplyMarkup", "editMessageCaption",
                 "answerCallbackQuery", "sendDocument", "sendPhoto", "deleteMessage",
                 "sendChatAction", "setMyCommands", "getMyCommands", "deleteMyCommands",
-                "getChat", "getChatMember", "getFile")}
+                "getChat", "getChatMember", "getFile",
+                "createForumTopic", "closeForumTopic", "deleteForumTopic")}
         for name in ("setMyDescription", "setMyShortDescription", "setMyName", "setChatMenuButton"):
             self._methods[name.lower()] = (name, self._m_accept)
 
@@ -576,6 +601,13 @@ class FakeBotAPI:
                                            language_code)
             self._chats[chat_id] = {}
         return self.users[chat_id]
+
+    def forum(self, chat_id: int = -1001234567890, title: str = "Support") -> FakeForum:
+        """A supergroup with topics, the bot an admin of it (chat ids of supergroups are negative)."""
+        if chat_id not in self.forums:
+            self.forums[chat_id] = FakeForum(self, chat_id, title)
+            self._chats[chat_id] = {}
+        return self.forums[chat_id]
 
     def enqueue(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates, or push it to the webhook if one is set."""
@@ -699,7 +731,8 @@ class FakeBotAPI:
 
     def _add_message(self, chat_id: int, sender: dict[str, Any], **fields: Any) -> FakeMessage:
         chat = self._chats[chat_id]
-        msg = FakeMessage(message_id=max(chat, default=0) + 1, chat=self.users[chat_id].api_chat(),
+        where = self.forums[chat_id] if chat_id in self.forums else self.users[chat_id]
+        msg = FakeMessage(message_id=max(chat, default=0) + 1, chat=where.api_chat(),
                           sender=sender, date=int(time.time()), **fields)
         chat[msg.message_id] = msg
         return msg
@@ -806,6 +839,14 @@ class FakeBotAPI:
         chat_id = params.get("chat_id")
         if chat_id is None or chat_id == "":
             raise bad("chat_id is empty")
+        if isinstance(chat_id, int) and chat_id in self.forums:
+            thread = params.get("message_thread_id")
+            topic = self.forums[chat_id].topics.get(thread) if thread is not None else None
+            if thread is not None and (topic is None or topic["deleted"]):
+                raise bad("message thread not found")
+            if topic is not None and topic["closed"]:
+                raise bad("TOPIC_CLOSED")
+            return chat_id
         if not isinstance(chat_id, int) or chat_id not in self.users:
             raise bad("chat not found")
         if self.users[chat_id].blocked:
@@ -839,6 +880,9 @@ class FakeBotAPI:
             raise bad("message to be replied not found")
         if isinstance(markup, dict) and not inline and "force_reply" not in markup:
             self._reply_keyboards[chat_id] = markup if "keyboard" in markup else None
+        if params.get("message_thread_id") is not None and chat_id in self.forums:
+            fields["content"] = {**fields.get("content", {}), "message_thread_id": params["message_thread_id"],
+                                 "is_topic_message": True}
         msg = self._add_message(chat_id, self.bot_user, reply_markup=inline, **fields)
         return msg.to_api()
 
@@ -1039,6 +1083,43 @@ class FakeBotAPI:
             raise bad("invalid file_id")
         return {"file_id": upload.file_id, "file_unique_id": upload.file_id[-8:],
                 "file_size": len(upload.content), "file_path": upload.file_path}
+
+    def _forum(self, p: dict[str, Any]) -> FakeForum:
+        chat_id = p.get("chat_id")
+        if isinstance(chat_id, int) and chat_id in self.users:
+            raise bad("the chat is not a forum")
+        if not isinstance(chat_id, int) or chat_id not in self.forums:
+            raise bad("chat not found")
+        return self.forums[chat_id]
+
+    def _topic(self, p: dict[str, Any]) -> dict[str, Any]:
+        topic = self._forum(p).topics.get(p.get("message_thread_id"))  # type: ignore[arg-type]
+        if topic is None or topic["deleted"]:
+            raise bad("message thread not found")
+        return topic
+
+    def _m_createForumTopic(self, p: dict[str, Any], f: Any) -> dict[str, Any]:
+        forum = self._forum(p)
+        name = str(p.get("name") or "")
+        if not 1 <= len(name) <= 128:
+            raise bad("TOPIC_TITLE_EMPTY" if not name else "topic name is too long")
+        # Telegram numbers a topic by the id of its creation service message.
+        service = self._add_message(forum.id, self.bot_user, content={"forum_topic_created": {"name": name}})
+        forum.topics[service.message_id] = {"name": name, "closed": False, "deleted": False}
+        return {"message_thread_id": service.message_id, "name": name, "icon_color": 7322096}
+
+    def _m_closeForumTopic(self, p: dict[str, Any], f: Any) -> bool:
+        topic = self._topic(p)
+        if topic["closed"]:
+            raise bad("TOPIC_NOT_MODIFIED")
+        topic["closed"] = True
+        return True
+
+    def _m_deleteForumTopic(self, p: dict[str, Any], f: Any) -> bool:
+        self._topic(p)["deleted"] = True
+        for message in self.forums[p["chat_id"]].thread_messages(p["message_thread_id"]):
+            message.deleted = True
+        return True
 
     def _m_accept(self, p: dict[str, Any], f: Any) -> bool:
         return True  # recorded under the method name the bot used

@@ -59,6 +59,10 @@ class TelegramChannel:
         self.bot = bot
         self.conversation = conversation
         self.sender = sender or TelegramSender(bot)
+        from bot.channels.telegram.support import SupportTopics
+
+        # The agents' supergroup (SUPPORT_CHAT_ID), when the deployment has one.
+        self.support = SupportTopics.for_conversation(bot, conversation)
         self.dispatcher = Dispatcher(disable_fsm=True)  # state lives in the conversation's store
         self.dispatcher.include_router(self._router())
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -69,6 +73,9 @@ class TelegramChannel:
 
         @router.message()
         async def on_message(message: Message, event_update: Update) -> None:
+            if self.support is not None and self.support.owns(message):
+                await self.support.on_message(message)
+                return
             event = event_from_message(message, event_update.update_id)
             if event is not None:
                 await self.process(event)

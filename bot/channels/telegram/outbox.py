@@ -16,11 +16,15 @@ from core.db import Database
 from core.services.outbox import Claimed, PermanentFailure, RetryLater
 
 
-def telegram_sender(settings: Settings, db: Database, bot: Bot | None = None):  # noqa: ANN201 - a worker Sender
+def telegram_sender(settings: Settings, db: Database, bot: Bot | None = None, billers=None):  # noqa: ANN001, ANN201
+    """A worker Sender; `billers` renders invoice PDFs (default: this deployment's)."""
+    from core.billers.registry import BillerRegistry
+
     sender = TelegramSender(bot or make_bot(settings))
+    billers = billers or BillerRegistry.from_settings(settings, db)
 
     async def send(message: Claimed) -> str | None:
-        replies = await payload_to_replies(message.payload, db)
+        replies = await payload_to_replies(message.payload, db, billers)
         try:
             sent = await sender.deliver(message.chat_id, replies)
         except TelegramForbiddenError as error:
