@@ -11,7 +11,8 @@ from functools import lru_cache
 from html import escape
 from pathlib import Path
 
-from bot.conversation.views import shown_identifier
+from bot.conversation.views import service_label, shown_identifier
+from core.billers.catalog import SANDBOX_BILLERS
 from core.errors import N_
 from core.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
 from core.models import Agent, utcnow
@@ -165,6 +166,12 @@ def transcript(t: Translator, details: Details, agents: dict[int, Agent]) -> str
     return f'<ol class="transcript" id="transcript">{"".join(lines)}</ol>'
 
 
+def _service(t: Translator, link) -> str:  # noqa: ANN001 - a LinkedAccount
+    """'Maroc Telecom · Mobile' rather than the codes 'iam / mobile'."""
+    biller = next((info.name for info in SANDBOX_BILLERS if info.code == link.biller), link.biller)
+    return f"{biller} · {service_label(t, link.service)}"
+
+
 def _accounts(t: Translator, details: Details, invoices: ListPage | None, csrf: str, mine: bool) -> str:
     w = words(t)
     ticket_id = details.ticket.id
@@ -175,7 +182,7 @@ def _accounts(t: Translator, details: Details, invoices: ListPage | None, csrf: 
         name = link.nickname or shown_identifier(link.identifier)
         pay = _button_form(f"/agents/tickets/{ticket_id}/payment-link", w["Send a payment link"], csrf, "small",
                            f'<input type="hidden" name="link_id" value="{link.id}">') if mine else ""
-        parts.append(f'<li><strong>{escape(name)}</strong> · {escape(link.biller)} / {escape(link.service)}'
+        parts.append(f'<li><strong>{escape(name)}</strong> · {escape(_service(t, link))}'
                      f'{" · " + escape(link.holder_name) if link.holder_name else ""} {pay}</li>')
     html = f'<ul class="accounts">{"".join(parts)}</ul>'
     if invoices is None:
