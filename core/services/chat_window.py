@@ -1,0 +1,56 @@
+"""The customer-service window of a chat and its consent to notifications outside it.
+
+WhatsApp lets a business write freely only within 24 hours of the customer's last message; after
+that only an approved template goes, and Fatoura sends one only to a customer who said yes to
+notifications. `last_inbound_at` is recorded on every customer message, which also clears
+`blocked_at`: a customer who writes again can be written to again.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from core.db import Database
+from core.models import ChatUser, utcnow
+
+WINDOW = timedelta(hours=24)
+
+
+async def record_inbound(db: Database, channel: str, chat_id: str, *, at: datetime | None = None,
+                         address: str | None = None, name: str | None = None) -> None:
+    values: dict = {"last_inbound_at": at or utcnow(), "blocked_at": None}
+    if address:
+        values["whatsapp_address"] = address
+    if name:
+        values["display_name"] = name[:128]
+    async with db.transaction() as session:
+        await session.execute(update(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id)
+                              .values(**values))
+
+
+def in_window(user: ChatUser, now: datetime | None = None) -> bool:
+    return user.last_inbound_at is not None and (now or utcnow()) - user.last_inbound_at < WINDOW
+
+
+async def find_user(db: Database, channel: str, chat_id: str) -> ChatUser | None:
+    async with db.session() as session:
+        return await session.scalar(select(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id))
+
+
+async def mark_asked(db: Database, user_id: int) -> None:
+    async with db.transaction() as session:
+        await session.execute(update(ChatUser).where(ChatUser.id == user_id).values(whatsapp_opt_in_asked_at=utcnow()))
+
+
+async def set_opt_in(db: Database, user_id: int, consent: bool) -> None:
+    async with db.transaction() as session:
+        await session.execute(update(ChatUser).where(ChatUser.id == user_id).values(
+            whatsapp_opt_in=consent, whatsapp_opt_in_at=utcnow()))
+
+
+async def mark_blocked(db: Database, channel: str, chat_id: str) -> None:
+    """The platform says this chat can't be reached: stop sending until the customer writes."""
+    async with db.transaction() as session:
+        await session.execute(update(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id)
+                              .values(blocked_at=utcnow()))
