@@ -21,6 +21,7 @@ an older menu can be told apart.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ PAGE_SIZE = MAX_LIST_ROWS - 2  # room for "Previous" and "More" rows
 # so a tap still works when the menu state is gone), "~p:{page}" to turn the list's page,
 # "~o:1" / "~o:0" for the notifications opt-in question.
 OPTION, PAGE, OPT_IN = "o", "~p", "~o"
+OWN_NUMBER = re.compile(r"^\d{1,3}\.\s+")
 
 
 def menu_key(chat_id: str) -> str:
@@ -89,8 +91,14 @@ def _int(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def plain_label(label: str) -> str:
+    """A label without the number the conversation may have put in front ("11. No. 03107920"):
+    WhatsApp numbers the options itself, and two numbers side by side would mislead."""
+    return OWN_NUMBER.sub("", " ".join(label.split()), count=1) or label
+
+
 def numbered(options: Sequence[tuple[str, str]]) -> str:
-    return "\n".join(f"{index}. {' '.join(label.split())}" for index, (label, _) in enumerate(options, 1))
+    return "\n".join(f"{index}. {plain_label(label)}" for index, (label, _) in enumerate(options, 1))
 
 
 def reply_buttons(body: str, choices: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -184,11 +192,11 @@ class WhatsAppSender:
         if not state or not state.get("options"):
             return []
         body = state.get("body") or ""
-        if note:
-            body = f"{note}\n\n{body}" if body else note
+        # A page turn shows the choices only (the text above them was read already).
+        shown = (f"{note}\n\n{body}" if body else note) if note else ""
         options = [tuple(option) for option in state["options"]]
         turn = _Render(self, recipient, t)
-        sent = await turn.options_message(body, options, bool(state.get("rtl")), page=page)
+        sent = await turn.options_message(shown, options, bool(state.get("rtl")), page=page, menu_body=body)
         await turn.remember()
         return sent
 
@@ -274,8 +282,10 @@ class _Render:
             sent.append(await self.send(cta_url(self._rtl(text or link.label, rtl), link.label, link.url or "")))
         return sent
 
-    async def options_message(self, body: str, options: list[tuple[str, str]], rtl: bool, page: int = 0) -> list[str]:
-        self.menu = {"body": body, "options": [list(o) for o in options], "rtl": rtl}
+    async def options_message(self, body: str, options: list[tuple[str, str]], rtl: bool, page: int = 0,
+                              menu_body: str | None = None) -> list[str]:
+        self.menu = {"body": body if menu_body is None else menu_body, "options": [list(o) for o in options],
+                     "rtl": rtl, "page": page}
         t = self.t
         sent: list[str] = []
         paged = len(options) > MAX_LIST_ROWS
@@ -293,7 +303,7 @@ class _Render:
             if len(self._rtl(full, rtl)) > BODY_LIMIT:
                 full = fit(full, BODY_LIMIT - 1)
         full = self._rtl(full, rtl)
-        rows = [(option_id(first + i + 1, data), label) for i, (label, data) in enumerate(shown)]
+        rows = [(option_id(first + i + 1, data), plain_label(label)) for i, (label, data) in enumerate(shown)]
         if len(options) <= MAX_REPLY_BUTTONS:
             message = reply_buttons(full, rows)
         else:
@@ -320,5 +330,5 @@ class _Render:
 
 def numbered_page(options: Sequence[tuple[str, str]], first: int, count: int) -> str:
     """The numbered lines of one page only (when all of them don't fit a body)."""
-    return "\n".join(f"{first + i + 1}. {' '.join(label.split())}"
+    return "\n".join(f"{first + i + 1}. {plain_label(label)}"
                      for i, (label, _) in enumerate(options[first:first + count]))

@@ -1,0 +1,123 @@
+"""Whole conversations on WhatsApp: the real adapter and Graph API client, the webhook under
+uvicorn, the real conversation on the seeds' sandbox accounts, against the fake Graph API."""
+from __future__ import annotations
+
+import re
+
+from tests.whatsapp_app import whatsapp_shop
+
+
+def first_page_numbers(message) -> set[str]:  # noqa: ANN001
+    return {n for _, title in message.choices for n in re.findall(r"\d{8}", title)}
+
+
+class WhatsAppChat:
+    """A customer's phone: says things, taps by title, reads what arrived since the last action."""
+
+    def __init__(self, customer) -> None:  # noqa: ANN001
+        self.customer = customer
+        self.messages: list = []
+
+    async def _after(self, action) -> list:  # noqa: ANN001
+        mark = len(self.customer.graph.sent_to(self.customer.address))
+        answers = await action
+        assert all(a.status_code == 200 for a in answers)
+        self.messages = await self.customer.replies(after=mark)
+        return self.messages
+
+    async def say(self, text: str) -> list:
+        return await self._after(self.customer.say(text))
+
+    async def tap(self, title: str) -> list:
+        return await self._after(self.customer.tap(title))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(m.text for m in self.messages)
+
+    def of_type(self, kind: str) -> list:
+        return [m for m in self.messages if m.type == kind]
+
+
+async def test_amina_links_her_line_and_gets_the_invoice_pdf_in_french(seeded_db):
+    async with whatsapp_shop(seeded_db) as shop:
+        amina = WhatsAppChat(shop.graph.customer("212623363444", "Amina"))
+        await amina.say("Bonjour")
+        assert "Bonjour Amina" in amina.text
+        await amina.tap("Lier un compte")
+        await amina.tap("Maroc Telecom")
+        await amina.tap("Mobile")
+        await amina.say("0623363444")
+        assert "Code de paiement" in amina.text
+        await amina.say("528605")
+        assert "Amina El Idrissi" in amina.text and "2 factures impayées" in amina.text
+        await amina.tap("Voir les factures")
+        assert "0000528605022017" in amina.text
+        await amina.tap("0000528605022017")
+        assert "249,84" in amina.text and "299,81" in amina.text
+        await amina.tap("PDF")
+        (document,) = amina.of_type("document")
+        media = shop.graph.media[document.body["document"]["id"]]
+        assert document.body["document"]["filename"] == "facture-0000528605022017.pdf"
+        assert media.content.startswith(b"%PDF") and media.mime_type == "application/pdf"
+        assert not shop.graph.refused
+
+
+async def test_youssef_pages_through_23_marsa_maroc_invoices_in_arabic_as_lists(seeded_db):
+    async with whatsapp_shop(seeded_db) as shop:
+        youssef = WhatsAppChat(shop.graph.customer("212661000236", "Youssef"))
+        await youssef.say("السلام عليكم")
+        await youssef.tap("Langue")
+        await youssef.tap("العربية")
+        assert youssef.text.startswith("\u200f")  # right to left on every phone
+        await youssef.tap("ربط حساب")
+        await youssef.tap("Marsa Maroc")
+        await youssef.tap("Casablanca")
+        await youssef.say("000236")
+        assert "TMTA TMTA" in youssef.text and "23" in youssef.text
+        await youssef.tap("عرض الفواتير")
+        assert "1 من 3" in youssef.text or "1/3" in youssef.text
+        (menu,) = [m for m in youssef.messages if m.choices]
+        assert menu.interactive["type"] == "list" and len(menu.choices) <= 10
+        assert all(len(title) <= 24 for _, title in menu.choices)
+        # 14 options (10 invoices, next, pay, filters, menu): a page of 8 and a row to the rest
+        assert len(menu.choices) == 9 and "02296945" in menu.choices[0][1]
+        assert "14. " in menu.text  # every option also written as a numbered line
+        await youssef.tap("(2/2)")
+        (rest,) = youssef.messages
+        assert [title for _, title in rest.choices][-1] == "◀ السابق"
+        await youssef.tap("التالي")  # the conversation's own next page of invoices
+        assert "2 من 3" in youssef.text or "2/3" in youssef.text
+        (page_two,) = [m for m in youssef.messages if m.choices]
+        eleventh = re.search(r"\d{8}", page_two.choices[0][1]).group(0)
+        assert "11. " in youssef.text and eleventh not in first_page_numbers(menu)
+        await youssef.say("1")  # a typed number picks the first option: the 11th invoice
+        assert eleventh in youssef.text and "العربية" not in youssef.text
+        assert any(m.choices and "PDF" in " ".join(t for _, t in m.choices) for m in youssef.messages)
+        assert not shop.graph.refused
+
+
+async def test_a_tap_on_an_older_menu_gets_the_current_menu_and_changes_nothing(seeded_db):
+    async with whatsapp_shop(seeded_db) as shop:
+        customer = shop.graph.customer("212600000001", "Karim")
+        karim = WhatsAppChat(customer)
+        await karim.say("Salut")
+        first_menu = karim.messages[-1]
+        await karim.tap("Aide")
+        await karim.tap("Menu")
+        await karim._after(customer.tap("Lier un compte", on=first_menu))
+        assert "ancien message" in karim.text
+        assert "Quel émetteur" not in karim.text and "Quel facturier" not in karim.text
+        # the menu sent again is current: tapping it works
+        await karim.tap("Lier un compte")
+        assert "Maroc Telecom" in karim.text
+
+
+async def test_the_same_webhook_delivered_five_times_gets_one_reply(seeded_db):
+    async with whatsapp_shop(seeded_db) as shop:
+        customer = shop.graph.customer("212600000002", "Salma")
+        answers = await customer.say("Bonjour", times=5)
+        assert [a.status_code for a in answers] == [200] * 5
+        await customer.replies()
+        await shop.idle()
+        assert len(shop.graph.sent_to(customer.address)) == 1
