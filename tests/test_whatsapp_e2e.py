@@ -121,3 +121,42 @@ async def test_the_same_webhook_delivered_five_times_gets_one_reply(seeded_db):
         await customer.replies()
         await shop.idle()
         assert len(shop.graph.sent_to(customer.address)) == 1
+
+
+async def fatourati_reference(chat: WhatsAppChat) -> str:
+    await chat.say("Bonjour")
+    await chat.tap("Lier un compte")
+    await chat.tap("PortNet")
+    await chat.say("K9AS")
+    await chat.tap("Payer")
+    await chat.tap("Continuer")
+    await chat.tap("Fatourati")
+    return re.search(r"Fatourati : (\d{13})", chat.text).group(1)
+
+
+async def test_a_fatourati_reference_with_its_qr_then_the_payment_confirmation_and_receipt(seeded_db):
+    from decimal import Decimal
+
+    from pypdf import PdfReader
+    import io
+
+    from webhooks.sandbox_gateways import pay_reference
+
+    async with whatsapp_shop(seeded_db) as shop:
+        customer = shop.graph.customer("212600000003", "Nadia")
+        nadia = WhatsAppChat(customer)
+        reference = await fatourati_reference(nadia)
+        (qr,) = nadia.of_type("image")
+        media = shop.graph.media[qr.body["image"]["id"]]
+        assert media.content.startswith(b"\x89PNG") and reference in qr.text.replace(" ", "")
+        result = await pay_reference(shop.base, None, reference, Decimal("3600.00"), settings=shop.settings)
+        assert result.accepted
+        mark = len(shop.graph.sent_to(customer.address))
+        await shop.deliver()
+        delivered = shop.graph.sent_to(customer.address)[mark:]
+        assert [m.type for m in delivered][-1] == "document"  # inside the window: free-form, receipt attached
+        assert "3 600,00" in "\n".join(m.text for m in delivered).replace("\u202f", " ").replace("\xa0", " ")
+        receipt = shop.graph.media[delivered[-1].body["document"]["id"]]
+        text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(receipt.content)).pages)
+        assert reference in text or "00028653" in text
+        assert not shop.graph.refused

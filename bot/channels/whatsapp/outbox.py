@@ -32,7 +32,7 @@ MAX_BACKOFF = 600.0
 
 
 def backoff(attempts: int) -> float:
-    return min(MAX_BACKOFF, 5.0 * 2 ** attempts)
+    return min(MAX_BACKOFF, 15.0 * 2 ** attempts)
 
 
 def whatsapp_sender(settings: Settings, db: Database, store: StateStore, client: GraphClient | None = None):  # noqa: ANN201
