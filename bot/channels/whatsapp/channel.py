@@ -58,7 +58,7 @@ def recipient_of(user: ChatUser | None, chat_id: str, address: str | None = None
 
 def opt_in_question(t: Translator) -> dict[str, Any]:
     body = t._("Shall I also send you here your new invoices, due-date reminders and payment confirmations "
-               "when you have not written for a day? You can change this at any time.")
+               "when you have not written for a day? Send /notifications to change your answer at any time.")
     return reply_buttons(("\u200f" if t.rtl else "") + body + "\n\n1. " + t._("Yes, notify me") + "\n2. " + t._("No, thanks"),
                          [(f"{OPT_IN}:1", t._("Yes, notify me")), (f"{OPT_IN}:0", t._("No, thanks"))])
 
@@ -133,6 +133,8 @@ class WhatsAppChannel:
                       t: Translator) -> list[str]:
         menu = await self.store.get_json(menu_key(message.chat_id)) or {}
         kind, data, text = message.kind, message.data, message.text
+        if kind is EventKind.COMMAND and text in ("notifications", "notification"):
+            return [await self.sender.send(recipient, opt_in_question(t))]
         if kind is EventKind.BUTTON and data:
             action, _, value = parse_reply_id(data)
             if action == OPT_IN:
