@@ -160,3 +160,75 @@ async def test_a_fatourati_reference_with_its_qr_then_the_payment_confirmation_a
         text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(receipt.content)).pages)
         assert reference in text or "00028653" in text
         assert not shop.graph.refused
+
+
+async def test_the_opt_in_is_asked_once_after_the_first_link_and_recorded(seeded_db):
+    from sqlalchemy import select
+
+    from core.models import ChatUser
+
+    async with whatsapp_shop(seeded_db) as shop:
+        customer = shop.graph.customer("212600000004", "Hassan")
+        hassan = WhatsAppChat(customer)
+        await hassan.say("Bonjour")
+        assert "/notifications" not in hassan.text  # nothing to notify about before an account
+        await hassan.tap("Lier un compte")
+        await hassan.tap("PortNet")
+        await hassan.say("K9AS")
+        question = hassan.messages[-1]
+        assert "/notifications" in question.text and [t for _, t in question.choices] == ["Oui, prévenez-moi", "Non merci"]
+        await hassan.say("1")  # a typed number still picks from the account's menu, not the question
+        assert "Factures impayées" in hassan.text or "factures" in hassan.text.lower()
+        assert all("/notifications" not in m.text for m in hassan.messages)
+        await hassan.tap("Oui, prévenez-moi")
+        assert "C'est noté" in hassan.text
+        async with seeded_db.session() as session:
+            user = await session.scalar(select(ChatUser).where(ChatUser.chat_id == customer.address))
+        assert user.whatsapp_opt_in is True and user.whatsapp_opt_in_at is not None
+        await hassan.say("/menu")
+        assert all("/notifications" not in m.text for m in hassan.messages)  # asked once
+        await hassan.say("/notifications")  # ... and asked again on request
+        await hassan.tap("Non merci")
+        async with seeded_db.session() as session:
+            user = await session.scalar(select(ChatUser).where(ChatUser.chat_id == customer.address))
+        assert user.whatsapp_opt_in is False
+
+
+async def test_a_payment_confirmed_after_the_window_closed_arrives_as_a_template_with_the_receipt(seeded_db):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from sqlalchemy import update
+
+    from core.models import ChatUser, utcnow
+    from webhooks.sandbox_gateways import pay_reference
+
+    async with whatsapp_shop(seeded_db) as shop:
+        customer = shop.graph.customer("212600000005", "Nadia")
+        nadia = WhatsAppChat(customer)
+        await nadia.say("Bonjour")
+        await nadia.tap("Lier un compte")
+        await nadia.tap("PortNet")
+        await nadia.say("K9AS")
+        await nadia.tap("Oui, prévenez-moi")
+        await nadia.tap("Payer")
+        await nadia.tap("Continuer")
+        await nadia.tap("Fatourati")
+        reference = re.search(r"Fatourati : (\d{13})", nadia.text).group(1)
+        # A day and more goes by, on Meta's clock and on ours.
+        shop.graph.travel(25 * 3600)
+        async with seeded_db.transaction() as session:
+            await session.execute(update(ChatUser).where(ChatUser.chat_id == customer.address)
+                                  .values(last_inbound_at=utcnow() - timedelta(hours=25)))
+        assert (await pay_reference(shop.base, None, reference, Decimal("3600.00"), settings=shop.settings)).accepted
+        mark = len(shop.graph.sent_to(customer.address))
+        await shop.deliver()
+        (paid,) = shop.graph.sent_to(customer.address)[mark:]
+        template = paid.body["template"]
+        assert template["name"] == "fatoura_payment_paid" and template["language"]["code"] == "fr_MA"
+        header, body = template["components"]
+        receipt = shop.graph.media[header["parameters"][0]["document"]["id"]]
+        assert receipt.content.startswith(b"%PDF") and header["parameters"][0]["document"]["filename"].endswith(".pdf")
+        amount, transaction = (p["text"] for p in body["parameters"])
+        assert "3" in amount and "600,00" in amount and transaction
+        assert not shop.graph.refused
