@@ -16,9 +16,9 @@ HANDLED, UNHANDLED, ERROR, REFUSED = "handled", "unhandled", "error", "refused"
 
 
 async def store_body(db: Database, channel: str, body: bytes) -> int:
-    """Keep the raw body (undecodable bytes replaced, so garbage is kept too); returns its id."""
+    """Keep the raw body, byte for byte (garbage too); returns its id."""
     async with db.transaction() as session:
-        row = InboundWebhook(channel=channel, body=body.decode("utf-8", errors="replace"))
+        row = InboundWebhook(channel=channel, body=body)
         session.add(row)
         await session.flush()
         return row.id

@@ -96,9 +96,17 @@ def parse(payload: Any) -> Envelope:
     return envelope
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _value(value: dict[str, Any], envelope: Envelope) -> None:
-    contacts = [c for c in value.get("contacts") or [] if isinstance(c, dict)]
-    for message in value.get("messages") or []:
+    contacts = [c for c in _list(value.get("contacts")) if isinstance(c, dict)]
+    for message in _list(value.get("messages")):
         if not isinstance(message, dict) or not _str(message.get("id")):
             envelope.unknown.append("message without id")
             continue
@@ -109,16 +117,16 @@ def _value(value: dict[str, Any], envelope: Envelope) -> None:
             envelope.silent.append(str(message["id"]))
         else:
             envelope.unknown.append(parsed)
-    for status in value.get("statuses") or []:
+    for status in _list(value.get("statuses")):
         if not isinstance(status, dict) or not _str(status.get("id")) or not _str(status.get("status")):
             envelope.unknown.append("status without id")
             continue
-        errors = [e for e in status.get("errors") or [] if isinstance(e, dict)]
+        errors = [e for e in _list(status.get("errors")) if isinstance(e, dict)]
         codes = tuple(int(e["code"]) for e in errors if isinstance(e.get("code"), int))
         described = "; ".join(f"{e.get('code')} {e.get('title') or e.get('message') or ''}".strip() for e in errors)
         envelope.statuses.append(Status(str(status["id"]), str(status["status"]), _str(status.get("recipient_id")),
                                         codes, described or None))
-    if not value.get("messages") and not value.get("statuses"):
+    if not _list(value.get("messages")) and not _list(value.get("statuses")):
         envelope.unknown.append("messages value without messages or statuses")
 
 
@@ -136,30 +144,31 @@ def _message(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Inbound
     chat_id = _str(contact.get("user_id")) or _str(message.get("from_user_id")) or address
     if chat_id is None:
         return "message without sender"
+    if len(chat_id) > 64 or (address and len(address) > 32):
+        return "sender id too long"
     kind = _str(message.get("type")) or ""
-    profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
-    context = message.get("context") if isinstance(message.get("context"), dict) else {}
+    profile, context = _dict(contact.get("profile")), _dict(message.get("context"))
     base = dict(wamid=str(message["id"]), chat_id=chat_id, address=address, name=_str(profile.get("name")),
                 context_id=_str(context.get("id")), timestamp=_timestamp(message.get("timestamp")), type=kind)
     if kind == "text":
-        body = str((message.get("text") or {}).get("body") or "")
+        body = str(_dict(message.get("text")).get("body") or "")
         command = COMMAND_RE.fullmatch(body.strip())
         if command:
             return Inbound(kind=EventKind.COMMAND, text=command.group(1).lower(), **base)
         return Inbound(kind=EventKind.TEXT, text=body, **base)
     if kind == "interactive":
-        interactive = message.get("interactive") or {}
-        reply = interactive.get(interactive.get("type")) if isinstance(interactive, dict) else None
+        interactive = _dict(message.get("interactive"))
+        reply = interactive.get(str(interactive.get("type")))
         if interactive.get("type") in ("button_reply", "list_reply") and isinstance(reply, dict) and _str(reply.get("id")):
             return Inbound(kind=EventKind.BUTTON, data=str(reply["id"]), text=_str(reply.get("title")), **base)
         return Inbound(kind=EventKind.UNSUPPORTED, text=f"interactive {interactive.get('type')}", **base)
     if kind == "button":  # a template's quick-reply button
-        button = message.get("button") or {}
+        button = _dict(message.get("button"))
         return Inbound(kind=EventKind.BUTTON, data=_str(button.get("payload")) or _str(button.get("text")),
                        text=_str(button.get("text")), **base)
     if kind == "contacts":
-        for shared in message.get("contacts") or []:
-            for phone in (shared.get("phones") or []) if isinstance(shared, dict) else []:
+        for shared in _list(message.get("contacts")):
+            for phone in _list(_dict(shared).get("phones")):
                 number = (_str(phone.get("wa_id")) or _str(phone.get("phone"))) if isinstance(phone, dict) else None
                 if number:
                     return Inbound(kind=EventKind.CONTACT, text=number, **base)

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from bot.channels.whatsapp.client import GraphClient, GraphError
 from bot.channels.whatsapp.limits import (
     BODY_LIMIT,
@@ -172,6 +174,11 @@ class WhatsAppSender:
                                 recipient.chat_id, error.code)
                     break
                 log.error("chat %s: WhatsApp refused a %s reply: %s", recipient.chat_id, type(reply).__name__, error)
+            except httpx.TransportError as error:
+                # Not retried: the message may have gone through, and twice is worse than once.
+                log.error("chat %s: the Graph API could not be reached (%s); remaining replies dropped",
+                          recipient.chat_id, type(error).__name__)
+                break
         await turn.remember()
         return sent
 

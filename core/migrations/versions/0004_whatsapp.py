@@ -18,7 +18,7 @@ def upgrade() -> None:
         'inbound_webhooks',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('channel', sa.String(length=16), nullable=False),
-        sa.Column('body', sa.Text(), nullable=False),
+        sa.Column('body', sa.LargeBinary(), nullable=False),
         sa.Column('outcome', sa.String(length=32), nullable=True),
         sa.Column('detail', sa.Text(), nullable=True),
         sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
