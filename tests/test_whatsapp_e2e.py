@@ -123,11 +123,17 @@ async def test_the_same_webhook_delivered_five_times_gets_one_reply(seeded_db):
         assert len(shop.graph.sent_to(customer.address)) == 1
 
 
-async def fatourati_reference(chat: WhatsAppChat) -> str:
+async def link_portnet(chat: WhatsAppChat) -> None:
     await chat.say("Bonjour")
     await chat.tap("Lier un compte")
     await chat.tap("PortNet")
     await chat.say("K9AS")
+
+
+async def fatourati_reference(chat: WhatsAppChat, *, opt_in: bool = False) -> str:
+    await link_portnet(chat)
+    if opt_in:
+        await chat.tap("Oui, prévenez-moi")
     await chat.tap("Payer")
     await chat.tap("Continuer")
     await chat.tap("Fatourati")
@@ -170,12 +176,10 @@ async def test_the_opt_in_is_asked_once_after_the_first_link_and_recorded(seeded
     async with whatsapp_shop(seeded_db) as shop:
         customer = shop.graph.customer("212600000004", "Hassan")
         hassan = WhatsAppChat(customer)
-        await hassan.say("Bonjour")
-        assert "/notifications" not in hassan.text  # nothing to notify about before an account
-        await hassan.tap("Lier un compte")
-        await hassan.tap("PortNet")
-        await hassan.say("K9AS")
+        await link_portnet(hassan)
         question = hassan.messages[-1]
+        # asked right after the first link, not before (nothing to notify about without an account)
+        assert [m for m in shop.graph.sent_to(customer.address) if "/notifications" in m.text] == [question]
         assert "/notifications" in question.text and [t for _, t in question.choices] == ["Oui, prévenez-moi", "Non merci"]
         await hassan.say("1")  # a typed number still picks from the account's menu, not the question
         assert "Factures impayées" in hassan.text or "factures" in hassan.text.lower()
@@ -206,15 +210,7 @@ async def test_a_payment_confirmed_after_the_window_closed_arrives_as_a_template
     async with whatsapp_shop(seeded_db) as shop:
         customer = shop.graph.customer("212600000005", "Nadia")
         nadia = WhatsAppChat(customer)
-        await nadia.say("Bonjour")
-        await nadia.tap("Lier un compte")
-        await nadia.tap("PortNet")
-        await nadia.say("K9AS")
-        await nadia.tap("Oui, prévenez-moi")
-        await nadia.tap("Payer")
-        await nadia.tap("Continuer")
-        await nadia.tap("Fatourati")
-        reference = re.search(r"Fatourati : (\d{13})", nadia.text).group(1)
+        reference = await fatourati_reference(nadia, opt_in=True)
         # A day and more goes by, on Meta's clock and on ours.
         shop.graph.travel(25 * 3600)
         async with seeded_db.transaction() as session:
