@@ -228,3 +228,25 @@ async def test_a_payment_confirmed_after_the_window_closed_arrives_as_a_template
         amount, transaction = (p["text"] for p in body["parameters"])
         assert "3" in amount and "600,00" in amount and transaction
         assert not shop.graph.refused
+
+
+async def test_a_card_payment_link_is_a_call_to_action_button_that_opens_our_pay_page(seeded_db):
+    import httpx
+
+    async with whatsapp_shop(seeded_db) as shop:
+        amina = WhatsAppChat(shop.graph.customer("212623363444", "Amina"))
+        await amina.say("Bonjour")
+        await amina.tap("Lier un compte")
+        await amina.tap("Maroc Telecom")
+        await amina.tap("Mobile")
+        await amina.say("0623363444")
+        await amina.say("528605")
+        await amina.tap("Payer")
+        await amina.tap("Continuer")
+        await amina.tap("Carte (CMI)")
+        (link,) = [m for m in amina.messages if m.interactive.get("type") == "cta_url"]
+        url = link.interactive["action"]["parameters"]["url"]
+        assert url.startswith(shop.base + "/pay/")
+        async with httpx.AsyncClient() as browser:
+            assert (await browser.get(url)).status_code == 200
+        assert not shop.graph.refused
