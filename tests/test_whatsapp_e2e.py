@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.whatsapp_app import whatsapp_shop
 
 
@@ -123,24 +125,37 @@ async def test_the_same_webhook_delivered_five_times_gets_one_reply(seeded_db):
         assert len(shop.graph.sent_to(customer.address)) == 1
 
 
-async def link_portnet(chat: WhatsAppChat) -> None:
+LABELS = {
+    "fr": {"link": "Lier un compte", "pay": "Payer", "continue": "Continuer", "yes": "Oui, prévenez-moi",
+           "fatourati": "Fatourati", "reference": r"Fatourati : (\d{13})", "amount": "3 600,00"},
+    "ar": {"link": "ربط حساب", "pay": "أداء", "continue": "متابعة", "yes": "نعم، أبلغني",
+           "fatourati": "فواتيري", "reference": r"فواتيري الخاص بك: (\d{13})", "amount": "3.600,00"},
+}
+
+
+async def link_portnet(chat: WhatsAppChat, language: str = "fr") -> None:
     await chat.say("Bonjour")
-    await chat.tap("Lier un compte")
+    if language == "ar":
+        await chat.tap("Langue")
+        await chat.tap("العربية")
+    await chat.tap(LABELS[language]["link"])
     await chat.tap("PortNet")
     await chat.say("K9AS")
 
 
-async def fatourati_reference(chat: WhatsAppChat, *, opt_in: bool = False) -> str:
-    await link_portnet(chat)
+async def fatourati_reference(chat: WhatsAppChat, *, language: str = "fr", opt_in: bool = False) -> str:
+    labels = LABELS[language]
+    await link_portnet(chat, language)
     if opt_in:
-        await chat.tap("Oui, prévenez-moi")
-    await chat.tap("Payer")
-    await chat.tap("Continuer")
-    await chat.tap("Fatourati")
-    return re.search(r"Fatourati : (\d{13})", chat.text).group(1)
+        await chat.tap(labels["yes"])
+    await chat.tap(labels["pay"])
+    await chat.tap(labels["continue"])
+    await chat.tap(labels["fatourati"])
+    return re.search(labels["reference"], chat.text).group(1)
 
 
-async def test_a_fatourati_reference_with_its_qr_then_the_payment_confirmation_and_receipt(seeded_db):
+@pytest.mark.parametrize("language", ["fr", "ar"])
+async def test_a_fatourati_reference_with_its_qr_then_the_payment_confirmation_and_receipt(seeded_db, language):
     from decimal import Decimal
 
     from pypdf import PdfReader
@@ -151,7 +166,7 @@ async def test_a_fatourati_reference_with_its_qr_then_the_payment_confirmation_a
     async with whatsapp_shop(seeded_db) as shop:
         customer = shop.graph.customer("212600000003", "Nadia")
         nadia = WhatsAppChat(customer)
-        reference = await fatourati_reference(nadia)
+        reference = await fatourati_reference(nadia, language=language)
         (qr,) = nadia.of_type("image")
         media = shop.graph.media[qr.body["image"]["id"]]
         assert media.content.startswith(b"\x89PNG") and reference in qr.text.replace(" ", "")
@@ -161,7 +176,9 @@ async def test_a_fatourati_reference_with_its_qr_then_the_payment_confirmation_a
         await shop.deliver()
         delivered = shop.graph.sent_to(customer.address)[mark:]
         assert [m.type for m in delivered][-1] == "document"  # inside the window: free-form, receipt attached
-        assert "3 600,00" in "\n".join(m.text for m in delivered).replace("\u202f", " ").replace("\xa0", " ")
+        said = "\n".join(m.text for m in delivered)
+        assert LABELS[language]["amount"] in said.replace("\u202f", " ").replace("\xa0", " ")
+        assert said.startswith("\u200f") is (language == "ar")
         receipt = shop.graph.media[delivered[-1].body["document"]["id"]]
         text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(receipt.content)).pages)
         assert reference in text or "00028653" in text

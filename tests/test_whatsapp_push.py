@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from sqlalchemy import select, update
 
 from core.models import ChatUser, OutboxMessage, utcnow
@@ -102,10 +104,11 @@ async def test_when_meta_says_the_window_closed_the_template_goes_instead(db):
         assert sent.type == "template"
 
 
-async def test_an_undeliverable_chat_is_marked_and_left_alone_until_it_writes_again(db):
+@pytest.mark.parametrize("code", [131026, 131049])
+async def test_an_undeliverable_chat_is_marked_and_left_alone_until_it_writes_again(db, code):
     async with whatsapp_shop(db) as shop:
         customer = await customer_with_opt_in(shop, "212600000015")
-        shop.graph.fail_next(131026)
+        shop.graph.fail_next(code)
         first = await enqueue(db, customer.address)
         await shop.deliver()
         assert (await row(db, first)).status == "dead"
