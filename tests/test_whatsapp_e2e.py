@@ -95,7 +95,10 @@ async def test_youssef_pages_through_23_marsa_maroc_invoices_in_arabic_as_lists(
         assert "11. " in youssef.text and eleventh not in first_page_numbers(menu)
         await youssef.say("1")  # a typed number picks the first option: the 11th invoice
         assert eleventh in youssef.text and "العربية" not in youssef.text
-        assert any(m.choices and "PDF" in " ".join(t for _, t in m.choices) for m in youssef.messages)
+        await youssef.tap("PDF")
+        (document,) = youssef.of_type("document")
+        assert document.body["document"]["filename"] == f"facture-{eleventh}.pdf"
+        assert shop.graph.media[document.body["document"]["id"]].content.startswith(b"%PDF")
         assert not shop.graph.refused
 
 
