@@ -179,3 +179,20 @@ def test_the_template_of_a_kind_needs_all_its_params_else_the_generic_one():
     assert templates.choose("payment_paid", paid, {}, False)[0] == "fatoura_notice"  # its header needs the receipt
     custom = {"invoice_new": {"name": "facture_v2", "params": ["number"]}}
     assert templates.choose("invoice_new", {"params": {"number": "42"}}, custom, False) == ("facture_v2", ["42"], False)
+
+
+async def test_a_page_row_of_a_forgotten_menu_gets_the_menu_from_the_conversation(graph, sender, rachid, state, db):
+    from bot.channels.whatsapp.channel import WhatsAppChannel
+    from bot.channels.whatsapp.receive import Inbound
+    from bot.conversation.engine import Conversation
+    from core.billers.registry import BillerRegistry
+    from core.config import Settings
+
+    settings = Settings(_env_file=None, sandbox=True)
+    channel = WhatsAppChannel(db, Conversation(settings, db, state, BillerRegistry.from_settings(settings, db)), sender)
+    await channel.on_message(Inbound("wamid.1", rachid.chat_id, EventKind.TEXT, address=rachid.to, text="Salut"))
+    await state.delete("wa:menu:" + rachid.chat_id)  # the state expired, or another process without Redis
+    await channel.on_message(Inbound("wamid.2", rachid.chat_id, EventKind.BUTTON, address=rachid.to, data="~p:1",
+                                     context_id=graph.sent[-1].wamid))
+    answer = graph.sent[-1]
+    assert len(graph.sent) == 2 and "ancien message" in answer.text and "Lier un compte" in answer.text

@@ -144,7 +144,10 @@ class WhatsAppChannel:
                 return await self.sender.menu(recipient, t, note=t._(
                     "This button belongs to an older message and no longer applies."))
             if action == PAGE:
-                return await self.sender.menu(recipient, t, page=int(value) if value.isdigit() else 0)
+                turned = await self.sender.menu(recipient, t, page=int(value) if value.isdigit() else 0)
+                if turned:
+                    return turned
+                # The menu is gone (expired state): the conversation answers it as an old button.
             data = value if action == OPTION else data
         elif kind is EventKind.TEXT and (number := NUMBER_RE.fullmatch(text or "")) and menu.get("options"):
             index = int(number.group(1))
