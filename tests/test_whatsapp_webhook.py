@@ -10,7 +10,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 from pydantic import SecretStr
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from core.config import Settings
 from core.models import ChatUser, InboundWebhook, OutboxMessage

@@ -20,6 +20,7 @@ import re
 from typing import Any, Protocol
 
 from bot.channels.whatsapp import CHANNEL
+from bot.channels.whatsapp.client import GraphError
 from bot.channels.whatsapp.limits import RE_ENGAGEMENT, UNDELIVERABLE
 from bot.channels.whatsapp.receive import Envelope, Inbound, Status, parse
 from bot.channels.whatsapp.send import (
@@ -30,6 +31,7 @@ from bot.channels.whatsapp.send import (
     Undeliverable,
     WhatsAppSender,
     menu_key,
+    numbered,
     parse_reply_id,
     reply_buttons,
 )
@@ -59,8 +61,9 @@ def recipient_of(user: ChatUser | None, chat_id: str, address: str | None = None
 def opt_in_question(t: Translator) -> dict[str, Any]:
     body = t._("Shall I also send you here your new invoices, due-date reminders and payment confirmations "
                "when you have not written for a day? Send /notifications to change your answer at any time.")
-    return reply_buttons(("\u200f" if t.rtl else "") + body + "\n\n1. " + t._("Yes, notify me") + "\n2. " + t._("No, thanks"),
-                         [(f"{OPT_IN}:1", t._("Yes, notify me")), (f"{OPT_IN}:0", t._("No, thanks"))])
+    choices = [(t._("Yes, notify me"), f"{OPT_IN}:1"), (t._("No, thanks"), f"{OPT_IN}:0")]
+    return reply_buttons(("\u200f" if t.rtl else "") + body + "\n\n" + numbered(choices),
+                         [(reply_id, label) for label, reply_id in choices])
 
 
 class WhatsAppChannel:
@@ -134,7 +137,7 @@ class WhatsAppChannel:
         menu = await self.store.get_json(menu_key(message.chat_id)) or {}
         kind, data, text = message.kind, message.data, message.text
         if kind is EventKind.COMMAND and text in ("notifications", "notification"):
-            return [await self.sender.send(recipient, opt_in_question(t))]
+            return await self._ask_opt_in(recipient, t)
         if kind is EventKind.BUTTON and data:
             action, _, value = parse_reply_id(data)
             if action == OPT_IN:
@@ -164,10 +167,19 @@ class WhatsAppChannel:
         sent = await self.sender.render(recipient, replies, t)
         if fresh is not None and fresh.whatsapp_opt_in is None and fresh.whatsapp_opt_in_asked_at is None \
                 and await linking.list_links(self.db, fresh.id):
-            # Not remembered as the menu: a typed number still picks from the conversation's menu.
-            sent.append(await self.sender.send(recipient, opt_in_question(t)))
+            sent += await self._ask_opt_in(recipient, t)
             await chat_window.mark_asked(self.db, fresh.id)
         return sent
+
+    async def _ask_opt_in(self, recipient: Recipient, t: Translator) -> list[str]:
+        # Not remembered as the menu: a typed number still picks from the conversation's menu.
+        try:
+            return [await self.sender.send(recipient, opt_in_question(t))]
+        except GraphError as error:
+            if error.code in UNDELIVERABLE:
+                raise Undeliverable(str(error)) from None
+            log.error("chat %s: WhatsApp refused the opt-in question: %s", recipient.chat_id, error)
+            return []
 
     async def _opt_in(self, user: ChatUser, recipient: Recipient, t: Translator, consent: bool) -> list[str]:
         await chat_window.set_opt_in(self.db, user.id, consent)
