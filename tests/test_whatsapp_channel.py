@@ -196,3 +196,22 @@ async def test_a_page_row_of_a_forgotten_menu_gets_the_menu_from_the_conversatio
                                      context_id=graph.sent[-1].wamid))
     answer = graph.sent[-1]
     assert len(graph.sent) == 2 and "ancien message" in answer.text and "Lier un compte" in answer.text
+
+
+async def test_a_zip_archive_which_whatsapp_refuses_goes_as_the_pdfs_inside_it(graph, sender, rachid):
+    import io
+    import zipfile
+
+    from bot.conversation.replies import Document
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Mobile 0623363444/0000528605012017.pdf", b"%PDF-1.4 janvier")
+        archive.writestr("Mobile 0623363444/0000528605022017.pdf", b"%PDF-1.4 fevrier")
+    await sender.render(rachid, [Document("factures-2017.zip", buffer.getvalue(), "application/zip",
+                                          caption="Vos factures 2017")], FR)
+    first, second = graph.sent
+    assert [m.body["document"]["filename"] for m in graph.sent] == ["0000528605012017.pdf", "0000528605022017.pdf"]
+    assert first.text == "Vos factures 2017" and second.text == ""
+    assert graph.media[second.body["document"]["id"]].content == b"%PDF-1.4 fevrier"
+    assert not graph.refused

@@ -34,7 +34,7 @@ WINDOW = 24 * 3600
 IMAGE_TYPES = {"image/png": 5 * 1024 * 1024, "image/jpeg": 5 * 1024 * 1024}
 DOCUMENT_TYPES = {"application/pdf": 100 * 1024 * 1024,
                   "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": 100 * 1024 * 1024,
-                  "application/zip": 100 * 1024 * 1024, "text/plain": 100 * 1024 * 1024}
+                  "text/plain": 100 * 1024 * 1024}  # no ZIP: WhatsApp refuses archives
 TITLES = {131047: "Re-engagement message", 131026: "Message undeliverable", 131049: "This message was not delivered "
           "to maintain healthy ecosystem engagement.", 130429: "Rate limit hit", 131056: "(Business Account, Consumer "
           "Account) pair rate limit hit", 131053: "Media upload error", 131009: "Parameter value is not valid",

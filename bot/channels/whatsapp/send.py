@@ -10,7 +10,8 @@ How a Reply degrades to fit WhatsApp:
   message carries the text and a second message the choices;
 - a body too long for an interactive message (1024) goes first as plain text (4096 a message);
 - documents and images are uploaded as media, then sent by id (a PDF keeps its file name);
-  a media error (131053) uploads once more;
+  a media error (131053) uploads once more; a ZIP archive, which WhatsApp refuses, goes as the
+  documents inside it;
 - `replace` can't edit on WhatsApp: a new message goes; DeleteMessage is skipped (a business
   can't delete the customer's message).
 
@@ -20,8 +21,10 @@ an older menu can be told apart.
 """
 from __future__ import annotations
 
+import io
 import logging
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +55,10 @@ log = logging.getLogger("fatoura.whatsapp")
 RLM = "\u200f"
 MENU_TTL = 30 * 24 * 3600
 PAGE_SIZE = MAX_LIST_ROWS - 2  # room for "Previous" and "More" rows
+MAX_ARCHIVE_FILES = 24  # a year of monthly invoices for two accounts
+# What WhatsApp sends as a document, by file extension (it refuses ZIP archives, among others).
+DOCUMENT_TYPES = {"pdf": "application/pdf", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                  "txt": "text/plain"}
 
 # Ids of list rows and reply buttons: "o{n}:{data}" for the conversation's n-th option (data kept
 # so a tap still works when the menu state is gone), "~p:{page}" to turn the list's page,
@@ -245,6 +252,8 @@ class _Render:
     async def one(self, reply: Reply) -> list[str]:
         if isinstance(reply, Text):
             return await self.text(reply)
+        if isinstance(reply, Document) and reply.mime_type == "application/zip":
+            return await self.archive(reply)
         if isinstance(reply, Document):
             return await self.file("document", reply.content, reply.mime_type, reply.filename, reply.caption,
                                    {"filename": reply.filename})
@@ -322,6 +331,22 @@ class _Render:
         wamid = await self.send(message)
         self.prompt_ids.append(wamid)
         return [*sent, wamid]
+
+    async def archive(self, reply: Document) -> list[str]:
+        """WhatsApp refuses ZIP files: the archive's documents go one by one, the caption on the first."""
+        sent: list[str] = []
+        with zipfile.ZipFile(io.BytesIO(reply.content)) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()][:MAX_ARCHIVE_FILES]
+            for index, member in enumerate(members):
+                name = member.filename.rsplit("/", 1)[-1]
+                mime = DOCUMENT_TYPES.get(name.rsplit(".", 1)[-1].lower())
+                if mime is None:
+                    log.info("chat %s: %s in %s is not a type WhatsApp sends; left out",
+                             self.recipient.chat_id, name, reply.filename)
+                    continue
+                sent += await self.file("document", archive.read(member), mime, name,
+                                        reply.caption if not sent else None, {"filename": name})
+        return sent
 
     async def file(self, kind: str, content: bytes, mime: str, filename: str, caption: str | None,
                    extra: dict[str, Any]) -> list[str]:
