@@ -215,3 +215,10 @@ async def test_a_zip_archive_which_whatsapp_refuses_goes_as_the_pdfs_inside_it(g
     assert first.text == "Vos factures 2017" and second.text == ""
     assert graph.media[second.body["document"]["id"]].content == b"%PDF-1.4 fevrier"
     assert not graph.refused
+
+
+@pytest.mark.parametrize("setting", [{"invoice_new": {"params": ["number"]}}, {"invoice_new": "facture"},
+                                     {"agent_reply": {"name": "x", "params": "agent"}}])
+def test_a_templates_setting_a_send_would_trip_on_is_refused_at_start(setting):
+    with pytest.raises(ValueError, match="WHATSAPP_TEMPLATES"):
+        templates.check(setting)

@@ -76,9 +76,5 @@ class GraphClient:
                                   files={"file": (filename, content, mime_type)})
         return str(answer["id"])
 
-    async def mark_read(self, message_id: str) -> None:
-        await self._post(f"{self.phone_number_id}/messages",
-                         json={"messaging_product": "whatsapp", "status": "read", "message_id": message_id})
-
     async def close(self) -> None:
         await self._http.aclose()

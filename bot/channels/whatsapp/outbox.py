@@ -36,6 +36,7 @@ def backoff(attempts: int) -> float:
 
 
 def whatsapp_sender(settings: Settings, db: Database, store: StateStore, client: GraphClient | None = None):  # noqa: ANN201
+    templates.check(settings.whatsapp_templates)
     sender = WhatsAppSender(client or GraphClient.from_settings(settings), store)
     languages = {**templates.DEFAULT_LANGUAGES, **settings.whatsapp_template_languages}
 

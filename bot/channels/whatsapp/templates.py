@@ -24,6 +24,15 @@ DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
 DEFAULT_LANGUAGES = {"fr": "fr_MA", "ar": "ar_MA", "en": "en"}
 
 
+def check(templates: dict[str, Any]) -> None:
+    """Refuse a WHATSAPP_TEMPLATES setting a send would trip on, with what to fix."""
+    for kind, spec in templates.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise ValueError(f"WHATSAPP_TEMPLATES[{kind!r}] needs a template \"name\"")
+        if not isinstance(spec.get("params", []), list) or not all(isinstance(p, str) for p in spec.get("params", [])):
+            raise ValueError(f"WHATSAPP_TEMPLATES[{kind!r}][\"params\"] must be a list of parameter names")
+
+
 def clean_param(value: Any) -> str:
     """Meta refuses a parameter with a newline, a tab or more than 4 spaces in a row."""
     return fit(" ".join(str(value).split()), TEMPLATE_PARAM_LIMIT)
