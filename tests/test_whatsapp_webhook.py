@@ -271,3 +271,28 @@ async def _post_garbage(tmp_path_factory, body: bytes, signed: bool, header: str
     assert answer.status_code < 500
     assert signed or answer.status_code in (401, 403)
     assert not errors  # a body we could not make sense of is "unhandled", not a crash
+
+
+async def test_a_message_whose_handling_failed_is_kept_and_answered_by_a_replay(db):
+    from bot.channels.whatsapp.replay import replay
+
+    async with whatsapp_shop(db) as shop:
+        customer = shop.graph.customer("212600000030", "Samir")
+        conversation = shop.app.state.whatsapp.channel.conversation
+        handle = conversation.handle
+
+        async def database_away(event):  # noqa: ANN001, ANN202 - the failure to recover from
+            raise ConnectionError("database is away")
+
+        conversation.handle = database_away
+        await customer.say("Bonjour")
+        await shop.idle()
+        conversation.handle = handle
+        (kept,) = await webhook_bodies(db)
+        assert kept.outcome == "error" and "database is away" in kept.detail
+        assert shop.graph.sent_to(customer.address) == []
+        assert await replay(shop.settings, db=db) == [(kept.id, "handled")]
+        (answer,) = shop.graph.sent_to(customer.address)
+        assert "Bonjour Samir" in answer.text
+        assert await replay(shop.settings, db=db, webhook_id=kept.id) == [(kept.id, "handled")]
+        assert len(shop.graph.sent_to(customer.address)) == 1  # answered once, however often replayed

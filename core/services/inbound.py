@@ -6,7 +6,7 @@ every redelivery after it is a no-op, however many arrive at the same time.
 """
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import Database
@@ -38,3 +38,27 @@ async def claim_message(db: Database, channel: str, message_id: str) -> bool:
         return True
     except IntegrityError:
         return False
+
+
+async def release_message(db: Database, channel: str, message_id: str) -> None:
+    """Handling failed: the id may be claimed again (by a replay of the stored body)."""
+    async with db.transaction() as session:
+        await session.execute(delete(InboundMessageId).where(InboundMessageId.channel == channel,
+                                                             InboundMessageId.message_id == message_id[:191]))
+
+
+async def stored_bodies(db: Database, channel: str, outcomes: tuple[str | None, ...],
+                        webhook_id: int | None = None) -> list[InboundWebhook]:
+    """The kept bodies of a channel with one of `outcomes` (None: handling never finished), or the
+    one `webhook_id`, oldest first."""
+    async with db.session() as session:
+        query = select(InboundWebhook).where(InboundWebhook.channel == channel).order_by(InboundWebhook.id)
+        if webhook_id is not None:
+            query = query.where(InboundWebhook.id == webhook_id)
+        else:
+            wanted = [o for o in outcomes if o is not None]
+            condition = InboundWebhook.outcome.in_(wanted)
+            if None in outcomes:
+                condition = condition | InboundWebhook.outcome.is_(None)
+            query = query.where(condition)
+        return list((await session.scalars(query)).all())

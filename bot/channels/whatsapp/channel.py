@@ -3,7 +3,8 @@
 What this side adds to the conversation, because WhatsApp asks for it:
 - a message id (wamid) is handled once, however often Meta delivers it (core.services.inbound);
 - every customer message opens the 24-hour window (`last_inbound_at`) and clears `blocked_at`;
-- a first message, whatever it says, is the conversation's START (WhatsApp has no /start);
+- a first message, whatever it says, is the conversation's START (WhatsApp has no /start), and
+  so is a text when no menu of the chat is known any more (30 days after the last one);
 - a typed number picks that option of the latest menu; a tap on an older menu (its `context.id`
   is not one of the latest menu's messages) gets the current menu again, not an action;
 - the list pages of a long menu turn here, without the conversation;
@@ -89,7 +90,12 @@ class WhatsAppChannel:
                 await self.on_status(status)
             for message in envelope.messages:
                 if await inbound.claim_message(self.db, CHANNEL, message.wamid):
-                    await self.on_message(message)
+                    try:
+                        await self.on_message(message)
+                    except BaseException:
+                        # Unclaimed again, so `fatoura whatsapp replay` can answer it later.
+                        await inbound.release_message(self.db, CHANNEL, message.wamid)
+                        raise
             outcome = inbound.UNHANDLED if envelope.unknown else inbound.HANDLED
             if envelope.unknown:
                 log.warning("whatsapp webhook %s: kept parts not understood: %s", webhook_id, "; ".join(envelope.unknown))
@@ -156,7 +162,8 @@ class WhatsAppChannel:
             index = int(number.group(1))
             if 1 <= index <= len(menu["options"]):
                 kind, data = EventKind.BUTTON, menu["options"][index - 1][1]
-        if created and kind is EventKind.TEXT:
+        if kind is EventKind.TEXT and (created or not menu):
+            # WhatsApp has no /start: a first message, or one after the menu was forgotten, opens the menu.
             kind = EventKind.START
         event = Event(channel=CHANNEL, chat_id=message.chat_id, kind=kind, text=text, data=data,
                       update_id=message.wamid, message_id=message.wamid, user_name=message.name,
