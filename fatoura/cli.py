@@ -111,10 +111,16 @@ def cmd_telegram_set_webhook(args: argparse.Namespace, settings: Settings) -> in
 
 
 def cmd_whatsapp_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.channels.whatsapp.client import WhatsAppNotConfigured
     from bot.channels.whatsapp.replay import replay
 
     outcomes = ("error", "unhandled", None) if args.unhandled else ("error", None)
-    for webhook_id, outcome in asyncio.run(replay(settings, outcomes=outcomes, webhook_id=args.id)):
+    try:
+        results = asyncio.run(replay(settings, outcomes=outcomes, webhook_id=args.id))
+    except WhatsAppNotConfigured as error:
+        print(error, file=sys.stderr)
+        return 2
+    for webhook_id, outcome in results:
         print(f"webhook body {webhook_id}: {outcome}")
     return 0
 
