@@ -296,3 +296,17 @@ async def test_a_message_whose_handling_failed_is_kept_and_answered_by_a_replay(
         assert "Bonjour Samir" in answer.text
         assert await replay(shop.settings, db=db, webhook_id=kept.id) == [(kept.id, "handled")]
         assert len(shop.graph.sent_to(customer.address)) == 1  # answered once, however often replayed
+
+
+async def test_a_reply_that_failed_as_undeliverable_marks_the_chat_even_without_an_outbox_row(db):
+    async with whatsapp_shop(db) as shop:
+        customer = shop.graph.customer("212623363444", "Amina")
+        await customer.say("Bonjour")
+        (reply,) = await customer.replies()
+        await shop.idle()
+        await shop.graph.post_webhook(shop.graph.status_envelope(reply, "failed", [
+            {"code": 131026, "title": "Message undeliverable"}]))
+        await shop.idle()
+        async with db.session() as session:
+            user = await session.scalar(select(ChatUser).where(ChatUser.chat_id == customer.address))
+        assert user.blocked_at is not None

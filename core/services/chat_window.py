@@ -49,8 +49,11 @@ async def set_opt_in(db: Database, user_id: int, consent: bool) -> None:
             whatsapp_opt_in=consent, whatsapp_opt_in_at=utcnow()))
 
 
-async def mark_blocked(db: Database, channel: str, chat_id: str) -> None:
-    """The platform says this chat can't be reached: stop sending until the customer writes."""
+async def mark_blocked(db: Database, channel: str, chat_id: str, *, or_address: bool = False) -> None:
+    """The platform says this chat can't be reached: stop sending until the customer writes.
+    `or_address`: `chat_id` may also be the chat's WhatsApp address (a status names the phone)."""
+    match = ChatUser.chat_id == chat_id
+    if or_address:
+        match = match | (ChatUser.whatsapp_address == chat_id)
     async with db.transaction() as session:
-        await session.execute(update(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id)
-                              .values(blocked_at=utcnow()))
+        await session.execute(update(ChatUser).where(ChatUser.channel == channel, match).values(blocked_at=utcnow()))

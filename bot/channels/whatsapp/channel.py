@@ -115,11 +115,17 @@ class WhatsAppChannel:
     # -- statuses
     async def on_status(self, status: Status) -> None:
         row = await delivery_status.apply_status(self.db, status.wamid, status.status, status.error)
-        if row is None or status.status != "failed":
+        if status.status != "failed":
+            return
+        undeliverable = any(code in UNDELIVERABLE for code in status.error_codes)
+        if row is None:
+            # A reply of the conversation (not an outbox row) that could not be delivered.
+            if undeliverable and status.recipient:
+                await chat_window.mark_blocked(self.db, CHANNEL, status.recipient, or_address=True)
             return
         if RE_ENGAGEMENT in status.error_codes:
             await delivery_status.send_again_as_template(self.db, row.id)
-        elif any(code in UNDELIVERABLE for code in status.error_codes):
+        elif undeliverable:
             await chat_window.mark_blocked(self.db, row.channel, row.chat_id)
 
     # -- customer messages
