@@ -222,3 +222,12 @@ async def test_a_zip_archive_which_whatsapp_refuses_goes_as_the_pdfs_inside_it(g
 def test_a_templates_setting_a_send_would_trip_on_is_refused_at_start(setting):
     with pytest.raises(ValueError, match="WHATSAPP_TEMPLATES"):
         templates.check(setting)
+
+
+@pytest.mark.parametrize("label, shown", [("11. No. 03107920", "No. 03107920"), ("✅ 1. 00028653", "✅ 00028653"),
+                                          ("1.5 MAD", "1.5 MAD"), ("PDF 3", "PDF 3")])
+def test_whatsapp_numbers_the_options_itself_so_a_label_loses_its_own_number(label, shown):
+    from bot.channels.whatsapp.send import numbered, plain_label
+
+    assert plain_label(label) == shown
+    assert numbered([(label, "x")]) == f"1. {shown}"

@@ -64,7 +64,7 @@ DOCUMENT_TYPES = {"pdf": "application/pdf", "xlsx": "application/vnd.openxmlform
 # so a tap still works when the menu state is gone), "~p:{page}" to turn the list's page,
 # "~o:1" / "~o:0" for the notifications opt-in question.
 OPTION, PAGE, OPT_IN = "o", "~p", "~o"
-OWN_NUMBER = re.compile(r"^\d{1,3}\.\s+")
+OWN_NUMBER = re.compile(r"^([^\w\s]+\s*)?\d{1,3}\.\s+")  # "11. No. …", "✅ 1. 00028653"
 
 
 def menu_key(chat_id: str) -> str:
@@ -103,7 +103,7 @@ def _int(text: str) -> int | None:
 def plain_label(label: str) -> str:
     """A label without the number the conversation may have put in front ("11. No. 03107920"):
     WhatsApp numbers the options itself, and two numbers side by side would mislead."""
-    return OWN_NUMBER.sub("", " ".join(label.split()), count=1) or label
+    return OWN_NUMBER.sub(lambda m: m.group(1) or "", " ".join(label.split()), count=1) or label
 
 
 def numbered(options: Sequence[tuple[str, str]]) -> str:
