@@ -310,3 +310,25 @@ async def test_a_reply_that_failed_as_undeliverable_marks_the_chat_even_without_
         async with db.session() as session:
             user = await session.scalar(select(ChatUser).where(ChatUser.chat_id == customer.address))
         assert user.blocked_at is not None
+
+
+async def test_a_customer_known_by_phone_keeps_their_accounts_when_meta_adds_their_business_id(seeded_db):
+    from core.models import LinkedAccount
+
+    async with whatsapp_shop(seeded_db) as shop:
+        omar = shop.graph.customer("212661234567", "Omar")  # before Meta sent user ids
+        await omar.say("Bonjour")
+        await omar.replies()
+        mark = len(shop.graph.sent_to(omar.address))
+        await omar.tap("Lier un compte")
+        await omar.replies(after=mark)
+        async with seeded_db.transaction() as session:
+            (user,) = (await session.scalars(select(ChatUser))).all()
+            session.add(LinkedAccount(user_id=user.id, biller="portnet", service="portnet", identifier="K9AS",
+                                      account_ref="portnet:K9AS"))
+        await post_fixture(shop, "text_bsuid.json", "212661234567")  # same phone, now with its user id
+        async with seeded_db.session() as session:
+            (user,) = (await session.scalars(select(ChatUser))).all()
+            accounts = (await session.scalars(select(LinkedAccount))).all()
+        assert (user.chat_id, user.whatsapp_address) == ("MA.13491208655302741918", "212661234567")
+        assert [a.user_id for a in accounts] == [user.id]

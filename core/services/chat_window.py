@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from core.db import Database
-from core.models import ChatUser, utcnow
+from core.models import ChatUser, OutboxMessage, utcnow
 
 WINDOW = timedelta(hours=24)
 
@@ -57,3 +57,20 @@ async def mark_blocked(db: Database, channel: str, chat_id: str, *, or_address: 
         match = match | (ChatUser.whatsapp_address == chat_id)
     async with db.transaction() as session:
         await session.execute(update(ChatUser).where(ChatUser.channel == channel, match).values(blocked_at=utcnow()))
+
+
+async def adopt_business_id(db: Database, channel: str, phone: str, user_id: str) -> bool:
+    """A chat first keyed on its phone number now comes with a business-scoped user id (Meta adds
+    them to webhooks since 2026): re-key that chat, its queued messages with it, so the customer
+    keeps their accounts. True when a chat was re-keyed."""
+    async with db.transaction() as session:
+        if await session.scalar(select(ChatUser.id).where(ChatUser.channel == channel, ChatUser.chat_id == user_id)):
+            return False
+        old = await session.scalar(select(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == phone))
+        if old is None:
+            return False
+        old.chat_id, old.whatsapp_address = user_id, phone
+        await session.execute(update(OutboxMessage).where(
+            OutboxMessage.channel == channel, OutboxMessage.chat_id == phone,
+            OutboxMessage.status.in_(("queued", "sending"))).values(chat_id=user_id))
+        return True

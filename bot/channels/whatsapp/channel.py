@@ -132,6 +132,8 @@ class WhatsAppChannel:
     async def on_message(self, message: Inbound) -> list[str]:
         # One message of a chat at a time, in arrival order: the menu state is read and written here.
         async with self.store.lock(f"wa:{message.chat_id}"):
+            if message.address and message.address != message.chat_id:
+                await chat_window.adopt_business_id(self.db, CHANNEL, message.address, message.chat_id)
             user, created = await users.get_or_create_user(self.db, CHANNEL, message.chat_id)
             await chat_window.record_inbound(self.db, CHANNEL, message.chat_id, address=message.address,
                                              name=message.name)
