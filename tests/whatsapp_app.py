@@ -18,6 +18,9 @@ from webhooks.app import create_app
 
 APP_SECRET = "fatoura-test-app-secret"
 VERIFY_TOKEN = "verify-me-please"
+# The templates of docs/whatsapp-templates.md as approved in the WhatsApp Manager: name -> body parameters.
+APPROVED = {"fatoura_invoice_new": 4, "fatoura_invoice_reminder": 4, "fatoura_payment_paid": 2,
+            "fatoura_agent_reply": 2, "fatoura_notice": 1}
 
 
 def free_port() -> int:
@@ -48,7 +51,7 @@ class WhatsAppShop:
 @contextlib.asynccontextmanager
 async def whatsapp_shop(db, **overrides: Any) -> AsyncIterator[WhatsAppShop]:  # noqa: ANN001
     port = free_port()
-    async with FakeGraphAPI(app_secret=APP_SECRET) as graph:
+    async with FakeGraphAPI(app_secret=APP_SECRET, templates=APPROVED) as graph:
         settings = Settings(_env_file=None, sandbox=True, whatsapp_token=SecretStr(graph.token),
                             whatsapp_phone_number_id=graph.phone_number_id, whatsapp_app_secret=SecretStr(APP_SECRET),
                             whatsapp_verify_token=SecretStr(VERIFY_TOKEN), whatsapp_api_base=graph.base_url,
