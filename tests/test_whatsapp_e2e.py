@@ -41,17 +41,21 @@ class WhatsAppChat:
         return [m for m in self.messages if m.type == kind]
 
 
+async def link_amina_line(amina: WhatsAppChat) -> list[str]:
+    """Amina links her Maroc Telecom mobile line; returns what she read after each step."""
+    seen = []
+    for step in (amina.say("Bonjour"), amina.tap("Lier un compte"), amina.tap("Maroc Telecom"), amina.tap("Mobile"),
+                 amina.say("0623363444"), amina.say("528605")):
+        await step
+        seen.append(amina.text)
+    return seen
+
+
 async def test_amina_links_her_line_and_gets_the_invoice_pdf_in_french(seeded_db):
     async with whatsapp_shop(seeded_db) as shop:
         amina = WhatsAppChat(shop.graph.customer("212623363444", "Amina"))
-        await amina.say("Bonjour")
-        assert "Bonjour Amina" in amina.text
-        await amina.tap("Lier un compte")
-        await amina.tap("Maroc Telecom")
-        await amina.tap("Mobile")
-        await amina.say("0623363444")
-        assert "Code de paiement" in amina.text
-        await amina.say("528605")
+        seen = await link_amina_line(amina)
+        assert "Bonjour Amina" in seen[0] and "Code de paiement" in seen[-2]
         assert "Amina El Idrissi" in amina.text and "2 factures impayées" in amina.text
         await amina.tap("Voir les factures")
         assert "0000528605022017" in amina.text
@@ -255,12 +259,7 @@ async def test_a_card_payment_link_is_a_call_to_action_button_that_opens_our_pay
 
     async with whatsapp_shop(seeded_db) as shop:
         amina = WhatsAppChat(shop.graph.customer("212623363444", "Amina"))
-        await amina.say("Bonjour")
-        await amina.tap("Lier un compte")
-        await amina.tap("Maroc Telecom")
-        await amina.tap("Mobile")
-        await amina.say("0623363444")
-        await amina.say("528605")
+        await link_amina_line(amina)
         await amina.tap("Payer")
         await amina.tap("Continuer")
         await amina.tap("Carte (CMI)")
