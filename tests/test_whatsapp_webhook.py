@@ -10,7 +10,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.config import Settings
 from core.models import ChatUser, InboundWebhook, OutboxMessage
@@ -206,6 +206,11 @@ async def test_a_failed_status_sends_again_as_template_or_marks_the_chat(db):
         async with db.session() as session:
             again = await session.get(OutboxMessage, first)
         assert again.status == "queued" and again.payload["template"] is True
+        async with db.transaction() as session:
+            await session.execute(update(ChatUser).where(ChatUser.id == user.id).values(whatsapp_opt_in=True))
+        await shop.deliver()
+        (template,) = shop.graph.sent_to("212623363444")
+        assert template.type == "template" and template.body["template"]["name"] == "fatoura_notice"
         await post_fixture(shop, "status_failed_131026.json")
         async with db.session() as session:
             assert (await session.get(OutboxMessage, second)).provider_status == "failed"
