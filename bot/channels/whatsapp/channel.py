@@ -86,16 +86,12 @@ class WhatsAppChannel:
     async def handle_body(self, webhook_id: int, payload: Any) -> Envelope | None:
         try:
             envelope = parse(payload)
+            # Messages first: the chat's lock is the first thing awaited, so a chat's messages keep
+            # the order their webhooks arrived in.
+            for message in envelope.messages:
+                await self.on_message(message)
             for status in envelope.statuses:
                 await self.on_status(status)
-            for message in envelope.messages:
-                if await inbound.claim_message(self.db, CHANNEL, message.wamid):
-                    try:
-                        await self.on_message(message)
-                    except BaseException:
-                        # Unclaimed again, so `fatoura whatsapp replay` can answer it later.
-                        await inbound.release_message(self.db, CHANNEL, message.wamid)
-                        raise
             outcome = inbound.UNHANDLED if envelope.unknown else inbound.HANDLED
             if envelope.unknown:
                 log.warning("whatsapp webhook %s: kept parts not understood: %s", webhook_id, "; ".join(envelope.unknown))
@@ -130,21 +126,32 @@ class WhatsAppChannel:
 
     # -- customer messages
     async def on_message(self, message: Inbound) -> list[str]:
+        """Answer one message, once: a redelivered wamid is skipped."""
         # One message of a chat at a time, in arrival order: the menu state is read and written here.
         async with self.store.lock(f"wa:{message.chat_id}"):
-            if message.address and message.address != message.chat_id:
-                await chat_window.adopt_business_id(self.db, CHANNEL, message.address, message.chat_id)
-            user, created = await users.get_or_create_user(self.db, CHANNEL, message.chat_id)
-            await chat_window.record_inbound(self.db, CHANNEL, message.chat_id, address=message.address,
-                                             name=message.name)
-            recipient = recipient_of(user, message.chat_id, message.address)
-            t = translator(user.locale)
-            try:
-                return await self._answer(message, user, created, recipient, t)
-            except Undeliverable as error:
-                log.info("chat %s can't be reached on WhatsApp: %s", message.chat_id, error)
-                await chat_window.mark_blocked(self.db, CHANNEL, message.chat_id)
+            if not await inbound.claim_message(self.db, CHANNEL, message.wamid):
                 return []
+            try:
+                return await self._first_time(message)
+            except BaseException:
+                # Unclaimed again, so `fatoura whatsapp replay` can answer it later.
+                await inbound.release_message(self.db, CHANNEL, message.wamid)
+                raise
+
+    async def _first_time(self, message: Inbound) -> list[str]:
+        if message.address and message.address != message.chat_id:
+            await chat_window.adopt_business_id(self.db, CHANNEL, message.address, message.chat_id)
+        user, created = await users.get_or_create_user(self.db, CHANNEL, message.chat_id)
+        await chat_window.record_inbound(self.db, CHANNEL, message.chat_id, address=message.address,
+                                         name=message.name)
+        recipient = recipient_of(user, message.chat_id, message.address)
+        t = translator(user.locale)
+        try:
+            return await self._answer(message, user, created, recipient, t)
+        except Undeliverable as error:
+            log.info("chat %s can't be reached on WhatsApp: %s", message.chat_id, error)
+            await chat_window.mark_blocked(self.db, CHANNEL, message.chat_id)
+            return []
 
     async def _answer(self, message: Inbound, user: ChatUser, created: bool, recipient: Recipient,
                       t: Translator) -> list[str]:
