@@ -2,10 +2,13 @@
 what Meta refuses), the envelope parser on Meta's payload shapes, statuses and templates."""
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings as hsettings
+from hypothesis import strategies as st
 
 from bot.channels.whatsapp.client import GraphClient, GraphError
 from bot.channels.whatsapp.receive import parse
@@ -231,3 +234,38 @@ def test_whatsapp_numbers_the_options_itself_so_a_label_loses_its_own_number(lab
 
     assert plain_label(label) == shown
     assert numbered([(label, "x")]) == f"1. {shown}"
+
+
+labels = st.text(alphabet=st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), max_size=70)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(body=st.text(max_size=3000), options=st.lists(labels, min_size=1, max_size=40),
+       link=st.none() | labels, rtl=st.booleans())
+def test_any_menu_renders_within_metas_limits_and_every_option_can_be_reached(body, options, link, rtl):
+    asyncio.run(_render_menu(body, options, link, rtl))
+
+
+async def _render_menu(body: str, options: list[str], link: str | None, rtl: bool) -> None:
+    from core.state import MemoryState
+
+    rows = [(Button(label, f"d|{i}"),) for i, label in enumerate(options)]
+    if link is not None:
+        rows.append((Button(link, url="https://fatoura.ma/pay/t0k3n"),))
+    async with FakeGraphAPI() as graph:
+        customer = graph.customer("212600000050")
+        customer.last_inbound = graph.now()
+        client = GraphClient(graph.base_url, graph.token, graph.phone_number_id)
+        sender = WhatsAppSender(client, MemoryState())
+        recipient = Recipient(customer.address, customer.address)
+        await sender.render(recipient, [Text(body, tuple(rows), rtl=rtl)], AR if rtl else FR)
+        reached = {choice for m in graph.sent for choice, _ in m.choices}
+        for page in range(1, 6):  # turn every page of a long list
+            await sender.menu(recipient, FR, page=page)
+            reached |= {choice for m in graph.sent for choice, _ in m.choices}
+        await client.close()
+    assert not graph.refused, graph.refused[0][1].details
+    data = {reply_id.split(":", 1)[1] for reply_id in reached if reply_id.startswith("o")}
+    assert data == {f"d|{i}" for i in range(len(options))}
+    if link is not None:
+        assert any(m.interactive.get("type") == "cta_url" for m in graph.sent)

@@ -295,7 +295,8 @@ class _Render:
             if len(self._rtl(text, rtl)) > BODY_LIMIT:
                 sent += await self.plain(text, rtl)
                 text = ""
-            sent.append(await self.send(cta_url(self._rtl(text or link.label, rtl), link.label, link.url or "")))
+            text = (text or link.label).strip() or link.url or "·"  # the body can't be empty
+            sent.append(await self.send(cta_url(self._rtl(text, rtl), link.label, link.url or "")))
         return sent
 
     async def options_message(self, body: str, options: list[tuple[str, str]], rtl: bool, page: int = 0,
