@@ -27,6 +27,7 @@ from bot.channels.whatsapp.send import WhatsAppSender
 from core.config import Settings
 from core.db import Database
 from core.services import inbound
+from core.state import StateStore
 
 log = logging.getLogger("fatoura.whatsapp")
 
@@ -101,7 +102,7 @@ async def whatsapp_webhook(request: Request) -> Response:
 
 
 def install_whatsapp(app: FastAPI, settings: Settings, conversation: Handles, db: Database,
-                     store) -> WhatsAppWebhook | None:  # noqa: ANN001 - core.state.StateStore
+                     store: StateStore) -> WhatsAppWebhook | None:
     """Serve the webhook for this conversation; None (and 404s) without WHATSAPP_APP_SECRET.
     Without WHATSAPP_TOKEN / WHATSAPP_PHONE_NUMBER_ID the bodies are kept but not answered."""
     if not any(getattr(route, "path", None) == WEBHOOK_PATH for route in app.router.routes):
