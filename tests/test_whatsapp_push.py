@@ -155,3 +155,14 @@ async def test_a_media_error_uploads_the_document_again_once(seeded_db):
         assert len(shop.graph.media) == uploads + 2  # uploaded, refused, uploaded again
         (document,) = [m for m in shop.graph.sent_to(customer.address) if m.type == "document"]
         assert document.body["document"]["filename"] == "facture.pdf"
+
+
+async def test_the_worker_sends_on_whatsapp_only_when_it_is_configured(db):
+    from pydantic import SecretStr
+
+    from core.config import Settings
+    from fatoura.worker import build_senders
+
+    assert "whatsapp" not in build_senders(Settings(_env_file=None), db)
+    configured = Settings(_env_file=None, whatsapp_token=SecretStr("t"), whatsapp_phone_number_id="106540352242922")
+    assert "whatsapp" in build_senders(configured, db)
