@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,11 @@ class Settings(BaseSettings):
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
     whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
+    # Approved templates per outbox kind, over the defaults of bot/channels/whatsapp/templates.py:
+    # {"invoice_new": {"name": "...", "params": ["issuer", ...]}, "*": {...generic...}}
+    whatsapp_templates: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Our language -> the template language code it was approved in.
+    whatsapp_template_languages: dict[str, str] = Field(default_factory=dict)
 
     cmi_client_id: str | None = None
     cmi_store_key: SecretStr | None = None

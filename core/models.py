@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -96,6 +97,13 @@ class ChatUser(Base):
     blocked_at: Mapped[datetime | None]
     last_inbound_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # WhatsApp: the phone number (wa_id) to send to when the chat is keyed on a business-scoped
+    # user id, and the customer's answer to "may we notify you outside the 24-hour window?"
+    # (None: not answered; templates go only when True).
+    whatsapp_address: Mapped[str | None] = mapped_column(String(32))
+    whatsapp_opt_in: Mapped[bool | None] = mapped_column(Boolean)
+    whatsapp_opt_in_at: Mapped[datetime | None]
+    whatsapp_opt_in_asked_at: Mapped[datetime | None]
 
     accounts: Mapped[list["LinkedAccount"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", order_by="LinkedAccount.id"
@@ -241,10 +249,34 @@ class OutboxMessage(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
     provider_status: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+
+
+class InboundWebhook(Base):
+    """A chat platform's webhook body, stored raw before it is parsed: what the code could not
+    handle is kept (outcome "unhandled" / "error") and can be replayed, never silently lost."""
+
+    __tablename__ = "inbound_webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # the bytes as received: the signature is over them
+    outcome: Mapped[str | None] = mapped_column(String(32), index=True)  # None while being handled
+    detail: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InboundMessageId(Base):
+    """A platform message id already handled: deliveries are at least once, effects once."""
+
+    __tablename__ = "inbound_message_ids"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(191), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Agent(Base):

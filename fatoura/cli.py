@@ -1,4 +1,4 @@
-"""`fatoura` commands: demo, serve, worker, db, sandbox, telegram, agents, i18n."""
+"""`fatoura` commands: demo, serve, worker, db, sandbox, telegram, whatsapp, agents, i18n."""
 from __future__ import annotations
 
 import argparse
@@ -110,6 +110,21 @@ def cmd_telegram_set_webhook(args: argparse.Namespace, settings: Settings) -> in
     return asyncio.run(set_webhook(settings, drop_pending=args.drop_pending))
 
 
+def cmd_whatsapp_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.channels.whatsapp.client import WhatsAppNotConfigured
+    from bot.channels.whatsapp.replay import replay
+
+    outcomes = ("error", "unhandled", None) if args.unhandled else ("error", None)
+    try:
+        results = asyncio.run(replay(settings, outcomes=outcomes, webhook_id=args.id))
+    except WhatsAppNotConfigured as error:
+        print(error, file=sys.stderr)
+        return 2
+    for webhook_id, outcome in results:
+        print(f"webhook body {webhook_id}: {outcome}")
+    return 0
+
+
 def cmd_i18n(args: argparse.Namespace, settings: Settings) -> int:
     from fatoura.catalogs import run
 
@@ -166,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_agents_parser(commands)
 
+    whatsapp = commands.add_parser("whatsapp", help="WhatsApp channel").add_subparsers(dest="action", required=True)
+    again = whatsapp.add_parser("replay", help="handle again the kept webhook bodies whose handling failed")
+    again.add_argument("--id", type=int, help="only this webhook body")
+    again.add_argument("--unhandled", action="store_true", help="also the bodies with parts not understood")
+    again.set_defaults(func=cmd_whatsapp_replay)
     i18n = commands.add_parser("i18n", help="gettext catalogs (Babel)")
     i18n.add_argument("action", choices=["extract", "update", "compile", "check"])
     i18n.set_defaults(func=cmd_i18n)

@@ -1,7 +1,9 @@
 """`fatoura demo`: the whole product in one process on the embedded defaults.
 
 SQLite file, in-memory state (unless REDIS_URL is set), sandbox billers, the web app with the web
-chat and the agent console (a `demo` agent whose password is printed), the outbox worker, and the Telegram bot by long polling when TELEGRAM_BOT_TOKEN is set.
+chat and the agent console (a `demo` agent whose password is printed), the outbox worker, the
+Telegram bot by long polling when TELEGRAM_BOT_TOKEN is set, and the WhatsApp webhook and sender
+when WhatsApp is configured.
 """
 from __future__ import annotations
 
@@ -76,6 +78,11 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
     print(f"  Agent console: {base}/agents    (user: demo, password: {agent_password})")
     print(f"  Health:        {base}/healthz    Metrics: {base}/metrics    API docs: {base}/docs")
     print("  Telegram bot:  " + ("polling" if settings.telegram_bot_token else "off (set TELEGRAM_BOT_TOKEN to run it)"))
+    whatsapp = getattr(app.state, "whatsapp", None)
+    print("  WhatsApp:      " + (f"webhook {settings.public_base_url}/webhooks/whatsapp"
+                                 + ("" if whatsapp.channel else " (bodies kept; set WHATSAPP_TOKEN and "
+                                                                 "WHATSAPP_PHONE_NUMBER_ID to answer)")
+                                 if whatsapp else "off (set WHATSAPP_APP_SECRET and WHATSAPP_TOKEN to run it)"))
     print("Press Ctrl+C to stop.", flush=True)
     try:
         await tasks[0]

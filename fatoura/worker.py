@@ -74,20 +74,26 @@ async def work(db: Database, senders: dict[str, Sender], *, once: bool = False, 
 
 
 def build_senders(settings: Settings, db: Database, billers=None) -> dict[str, Sender]:  # noqa: ANN001
-    """The senders this process can run: billers' paid notices always, Telegram when configured.
+    """The senders this process can run: billers' paid notices always, Telegram and WhatsApp when configured.
     (The web chat's sender lives in the web process that holds the open pages.)"""
     from core.billers.registry import BillerRegistry
     from core.services.confirmations import biller_notice_sender
 
-    senders: dict[str, Sender] = {"biller": biller_notice_sender(billers or BillerRegistry.from_settings(settings, db))}
+    billers = billers or BillerRegistry.from_settings(settings, db)
+    senders: dict[str, Sender] = {"biller": biller_notice_sender(billers)}
     if settings.telegram_bot_token:
         from bot.channels.telegram.outbox import telegram_sender
 
-        senders["telegram"] = telegram_sender(settings, db)
+        senders["telegram"] = telegram_sender(settings, db, billers=billers)
         if settings.support_chat_id:  # the support agents' Telegram topics
             from bot.channels.telegram.support import support_sender
 
             senders["support"] = support_sender(settings, db)
+    if settings.whatsapp_token and settings.whatsapp_phone_number_id:
+        from bot.channels.whatsapp.outbox import whatsapp_sender
+        from core.state import make_state
+
+        senders["whatsapp"] = whatsapp_sender(settings, db, make_state(settings.redis_url), billers=billers)
     return senders
 
 

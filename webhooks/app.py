@@ -23,6 +23,7 @@ from webhooks.receipts import router as receipts_router
 from webhooks.telegram import close_telegram, install_telegram
 from webhooks.telegram import router as telegram_router
 from webhooks.webchat import install_webchat
+from webhooks.whatsapp import close_whatsapp, install_whatsapp
 from webhooks.state import AppState
 
 log = logging.getLogger("fatoura.web")
@@ -49,9 +50,17 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         app.state.agents = Console(conversation.desk, Sessions(database, settings.secret_key.get_secret_value(),
                                                                settings.agent_session_minutes),
                                    billers, conversation.store, secure=settings.public_base_url.startswith("https"))
+        whatsapp = install_whatsapp(app, settings, conversation, database, conversation.store)
+        if whatsapp is not None and whatsapp.channel is not None:
+            from bot.channels.whatsapp.outbox import whatsapp_sender
+
+            # In-process, it shares the conversation's state (the menus) even without Redis.
+            app.state.senders["whatsapp"] = whatsapp_sender(settings, database, conversation.store,
+                                                            whatsapp.channel.sender.client, billers)
         try:
             yield
         finally:
+            await close_whatsapp(app)
             await close_telegram(app)
             await conversation.store.close()
             await billers.close()

@@ -372,7 +372,10 @@ async def _approved(session, db: Database, gateway: str, checkout: Checkout, use
     await _tell(session, user, "payment_paid", f"paid:{checkout.id}",
                 lambda t: _paid_text(t, checkout, items, payment),
                 {"document": {"kind": "receipt", "payment_id": payment.id, "language": language,
-                              "filename": receipt_filename(payment, language)}})
+                              "filename": receipt_filename(payment, language)},
+                 # what a WhatsApp template needs, formatted for the user (outside the 24-hour window)
+                 "params": {"amount": translator(language).amount(payment.amount),
+                            "transaction_id": str(payment.transaction_id)}})
     notices = []
     by_account: dict[tuple[str, str], list[Invoice]] = {}
     for invoice in items:
