@@ -105,7 +105,8 @@ async def test_each_kind_of_customer_message_gets_its_answer(seeded_db):
         assert "Bonjour Amina" in graph.sent_to(amina)[-1].text  # a first message is the start
         await post_fixture(shop, "button_reply.json", amina)  # a tap on a menu older than the latest one
         assert "ancien message" in graph.sent_to(amina)[-1].text
-        assert [title for _, title in graph.sent_to(amina)[-1].choices] == ["Lier un compte", "Langue", "Aide"]
+        assert [title for _, title in graph.sent_to(amina)[-1].choices] == ["Lier un compte", "Langue", "Aide",
+                                                                        "Parler à un conseiller"]
         await post_fixture(shop, "button_reply.json", amina, on_latest=True)  # "Link an account"
         assert "Maroc Telecom" in [title for _, title in graph.sent_to(amina)[-1].choices]
         await post_fixture(shop, "list_reply.json", amina, on_latest=True)  # Maroc Telecom: which service?
