@@ -15,6 +15,7 @@ from core.i18n import compile_catalogs
 from bot.channels.webchat_outbox import webchat_sender
 from bot.conversation.engine import build_conversation
 from core.payments.registry import GatewayRegistry
+from webhooks.biller_events import router as biller_events_router
 from webhooks.metrics import METRICS
 from webhooks.payments import router as payments_router
 from webhooks.receipts import router as receipts_router
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         return PlainTextResponse(METRICS.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(payments_router)
+    app.include_router(biller_events_router)
     app.include_router(receipts_router)
     if settings.sandbox:
         from webhooks.sandbox_billers import router as sandbox_billers

@@ -41,6 +41,7 @@ EXPORT = "Rx"  # Rx|link_id|xlsx or pdf|period ("12m" or a year)
 ARCHIVE = "Ra"  # Ra|link_id|year
 RETRY_SAME = "Pc"  # Pc|checkout_id (sent by the confirmation messages)
 RETRY_OTHER = "Pn"  # Pn|checkout_id
+NOTIFY = "N"  # N | N|link_id (0 = the whole chat)|n or r: notification preferences
 
 
 def pack(action: str, *args: object) -> str:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, Callable
 
 from bot.conversation import callbacks as cb
-from bot.conversation import payments, reports
+from bot.conversation import notifications, payments, reports
 from bot.conversation import views
 from bot.conversation.events import Event, EventKind
 from bot.conversation.replies import Button, DeleteMessage, Document, Reply
@@ -154,6 +154,8 @@ class Conversation:
             await payments.payments(self, turn, [])
         elif command in ("reports", "rapports"):
             await reports.menu(self, turn, [])
+        elif command in ("notifications", "notify"):
+            await notifications.menu(self, turn, [])
         elif command in ("history", "historique"):
             await self._history(turn)
         elif command in ("forget", "oublier"):
@@ -198,6 +200,7 @@ class Conversation:
             cb.ARCHIVE: lambda: reports.archive(self, turn, args),
             cb.RETRY_SAME: lambda: payments.retry(self, turn, args, same_channel=True),
             cb.RETRY_OTHER: lambda: payments.retry(self, turn, args, same_channel=False),
+            cb.NOTIFY: lambda: notifications.menu(self, turn, args),
         }.get(action)
         if handler is None:
             await self._stale(turn)

@@ -23,36 +23,67 @@ Channel "biller" (chat_id = the biller code), kind "biller_notice": a paid notic
 connector, payload {"biller", "account_ref", "invoice_numbers", "transaction_id", "amount" ("123.45"),
 "paid_at" (ISO 8601), "channel", "checkout_id"}; delivered by
 `core.services.confirmations.biller_notice_sender(billers)` registered as the worker's "biller" sender.
+
+Kinds written by the push (core.services.notifications): "invoice_new" (an invoice the biller just
+issued; buttons "P|<link_id>|<number>" PDF and "$|<link_id>" pay) and "invoice_reminder" (due in N
+days). Their payload also holds "params" (the WhatsApp template values, formatted for the user's
+locale: issuer, number, amount, due_date) and "invoice": {"biller", "account_ref", "number"} so the
+worker checks at send time that a reminder's invoice is still unpaid.
+
+Statuses: queued -> sending (claimed by one worker) -> delivered | dead (refused for good, or out of
+attempts; `last_error` says why) | skipped (no longer worth sending: the invoice was paid, the chat
+turned the notification off). `batch` groups one announcement's rows for `fatoura outbox status`.
+
+Delivery guarantee: at least once, and at most once for every message the platform had not
+accepted yet. A worker marks each message delivered right after the platform's answer; a worker
+killed between that answer and the mark leaves the row `sending`, and another worker takes it back
+once `OUTBOX_CLAIM_TIMEOUT` has passed and sends it again. Only those rows -- at most
+`WORKER_CONCURRENCY` per killed worker -- can reach the chat twice: no chat API offers a way to ask
+whether a message went through.
 """
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
-from core.models import OutboxMessage, utcnow
+from core.models import ChatUser, OutboxMessage, utcnow
 
 MAX_ATTEMPTS = 8
 CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim older than this belonged to a worker that died
+QUEUED, SENDING, DELIVERED, DEAD, SKIPPED = "queued", "sending", "delivered", "dead", "skipped"
 
 
 def worker_id() -> str:
-    import os
-
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def enqueue(session: AsyncSession, *, channel: str, chat_id: str, kind: str, payload: dict[str, Any],
             dedupe_key: str | None = None) -> OutboxMessage:
-    """Add a message in the caller's transaction; `dedupe_key` makes a second enqueue a no-op."""
+    """Add a message in the caller's transaction (the caller makes sure `dedupe_key` is new)."""
     message = OutboxMessage(channel=channel, chat_id=chat_id, kind=kind, payload=payload, dedupe_key=dedupe_key)
     session.add(message)
     return message
+
+
+async def enqueue_once(session: AsyncSession, *, channel: str, chat_id: str, kind: str, payload: dict[str, Any],
+                       dedupe_key: str, next_attempt_at: datetime | None = None, batch: str | None = None) -> bool:
+    """Add a message unless one with `dedupe_key` exists (committed or not, from any process);
+    True when this call added it. INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    statement = dialect.insert(OutboxMessage).values(
+        channel=channel, chat_id=chat_id, kind=kind, payload=payload, dedupe_key=dedupe_key, status=QUEUED,
+        attempts=0, next_attempt_at=next_attempt_at or now, created_at=now, batch=batch,
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return (await session.execute(statement)).rowcount == 1
 
 
 @dataclass(frozen=True)
@@ -69,52 +100,66 @@ class PermanentFailure(Exception):
     """The platform refused for good (the chat blocked the bot, the chat is gone): no retry."""
 
 
+class ChatUnreachable(PermanentFailure):
+    """The chat blocked the bot or no longer exists: the chat is marked blocked and not sent to."""
+
+
 class RetryLater(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
+def _claimed(row: OutboxMessage) -> Claimed:
+    return Claimed(row.id, row.channel, row.chat_id, row.kind, dict(row.payload or {}), row.attempts)
+
+
 async def claim_due(db: Database, worker: str, limit: int = 20, now: datetime | None = None,
-                    channels: list[str] | None = None) -> list[Claimed]:
-    """Claim due messages, only of `channels` when given (a worker claims what it can send)."""
+                    channels: list[str] | None = None, claim_timeout: timedelta = CLAIM_TIMEOUT) -> list[Claimed]:
+    """Claim due messages, only of `channels` when given (a worker claims what it can send).
+    Claims older than `claim_timeout` (their worker died) are taken back first."""
     now = now or utcnow()
     async with db.transaction() as session:
-        conditions = [or_(OutboxMessage.status == "queued",
-                          (OutboxMessage.status == "sending") & (OutboxMessage.claimed_at < now - CLAIM_TIMEOUT)),
-                      OutboxMessage.next_attempt_at <= now]
-        if channels is not None:
-            conditions.append(OutboxMessage.channel.in_(channels))
-        query = (select(OutboxMessage)
-                 .where(*conditions)
-                 .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit))
-        if db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = (await session.scalars(query)).all()
-        claimed = []
-        for row in rows:
-            if db.dialect != "postgresql":
-                # SQLite has one writer at a time; the conditional update still refuses a row taken meanwhile.
-                result = await session.execute(update(OutboxMessage).where(
-                    OutboxMessage.id == row.id, OutboxMessage.status == row.status,
-                    OutboxMessage.attempts == row.attempts).values(status="sending", claimed_by=worker, claimed_at=now))
-                if result.rowcount != 1:
-                    continue
-            else:
-                row.status, row.claimed_by, row.claimed_at = "sending", worker, now
-            claimed.append(Claimed(row.id, row.channel, row.chat_id, row.kind, dict(row.payload or {}), row.attempts))
+        queries = [
+            select(OutboxMessage).where(OutboxMessage.status == SENDING,
+                                        OutboxMessage.claimed_at < now - claim_timeout),
+            select(OutboxMessage).where(OutboxMessage.status == QUEUED, OutboxMessage.next_attempt_at <= now)
+            .order_by(OutboxMessage.next_attempt_at),
+        ]
+        claimed: list[Claimed] = []
+        for query in queries:
+            if len(claimed) >= limit:
+                break
+            if channels is not None:
+                query = query.where(OutboxMessage.channel.in_(channels))
+            query = query.limit(limit - len(claimed))
+            if db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for row in (await session.scalars(query)).all():
+                if db.dialect != "postgresql":
+                    # SQLite has one writer at a time; the conditional update still refuses a row taken meanwhile.
+                    result = await session.execute(update(OutboxMessage).where(
+                        OutboxMessage.id == row.id, OutboxMessage.status == row.status,
+                        OutboxMessage.attempts == row.attempts).values(status=SENDING, claimed_by=worker,
+                                                                        claimed_at=now))
+                    if result.rowcount != 1:
+                        continue
+                else:
+                    row.status, row.claimed_by, row.claimed_at = SENDING, worker, now
+                claimed.append(_claimed(row))
     return claimed
 
 
 async def mark_delivered(db: Database, message_id: int, provider_message_id: str | None = None) -> None:
     async with db.transaction() as session:
         await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
-            status="delivered", delivered_at=utcnow(), provider_message_id=provider_message_id, last_error=None))
+            status=DELIVERED, delivered_at=utcnow(), provider_message_id=provider_message_id, last_error=None,
+            claimed_by=None))
 
 
 async def mark_failed(db: Database, message_id: int, error: str, *, permanent: bool = False,
-                      retry_after: float | None = None) -> None:
-    """Retry later with exponential backoff (or the platform's retry_after); dead after MAX_ATTEMPTS."""
+                      retry_after: float | None = None, max_attempts: int = MAX_ATTEMPTS) -> None:
+    """Retry later with exponential backoff (or the platform's retry_after); dead after `max_attempts`."""
     async with db.transaction() as session:
         row = await session.get(OutboxMessage, message_id)
         if row is None:
@@ -122,9 +167,37 @@ async def mark_failed(db: Database, message_id: int, error: str, *, permanent: b
         row.attempts += 1
         row.last_error = error[:500]
         row.claimed_by = row.claimed_at = None
-        if permanent or row.attempts >= MAX_ATTEMPTS:
-            row.status = "dead"
+        if permanent or row.attempts >= max_attempts:
+            row.status = DEAD
             return
         delay = retry_after if retry_after is not None else min(3600, 5 * 2 ** row.attempts)
-        row.status = "queued"
+        row.status = QUEUED
         row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+
+
+async def defer(db: Database, message_id: int, until: datetime, reason: str | None = None) -> None:
+    """Put a claimed message back, untried (a rate limit said "later"): no attempt is counted."""
+    async with db.transaction() as session:
+        await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
+            status=QUEUED, next_attempt_at=until, claimed_by=None, claimed_at=None,
+            **({"last_error": reason[:500]} if reason else {})))
+
+
+async def mark_skipped(db: Database, message_id: int, reason: str) -> None:
+    async with db.transaction() as session:
+        await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
+            status=SKIPPED, last_error=reason[:500], claimed_by=None, claimed_at=None))
+
+
+async def mark_unreachable(db: Database, message_id: int, channel: str, chat_id: str, reason: str) -> int:
+    """The chat blocked the bot: the message and every other one queued for that chat are dead, and
+    the chat user is marked blocked (no push until the customer writes again). Returns the rows ended."""
+    now = utcnow()
+    async with db.transaction() as session:
+        await session.execute(update(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id,
+                                                     ChatUser.blocked_at.is_(None)).values(blocked_at=now))
+        result = await session.execute(update(OutboxMessage).where(
+            OutboxMessage.channel == channel, OutboxMessage.chat_id == chat_id,
+            (OutboxMessage.id == message_id) | (OutboxMessage.status == QUEUED),
+        ).values(status=DEAD, last_error=reason[:500], claimed_by=None, claimed_at=None))
+    return result.rowcount
