@@ -15,29 +15,28 @@ if TYPE_CHECKING:
     from bot.conversation.engine import Conversation, Turn
 
 
-def _state(t: Translator, on: bool) -> str:
-    return t._("on") if on else t._("off")
-
-
 def _label(t: Translator, kind: str, on: bool) -> str:
     if kind == preferences.NEW_INVOICES:
-        return t._("New invoices: {state}", state=_state(t, on))
-    return t._("Reminders: {state}", state=_state(t, on))
+        return t._("New invoices: on") if on else t._("New invoices: off")
+    return t._("Reminders: on") if on else t._("Reminders: off")
+
+
+def _both(t: Translator, target: ChatUser | LinkedAccount) -> str:
+    return (f"{_label(t, preferences.NEW_INVOICES, target.notify_new_invoices)} · "
+            f"{_label(t, preferences.REMINDERS, target.notify_reminders)}")
 
 
 def settings_view(t: Translator, user: ChatUser, links: list[LinkedAccount], *, replace: bool = False):  # noqa: ANN201
     lines = [t._("Notifications"),
              t._("New invoices come here when the biller issues them; reminders come before the due date "
                  "(never at night)."), "",
-             t._("This chat: new invoices {new}, reminders {reminders}.",
-                 new=_state(t, user.notify_new_invoices), reminders=_state(t, user.notify_reminders))]
+             t._("This chat") + " — " + _both(t, user)]
     rows = [[Button(_label(t, preferences.NEW_INVOICES, user.notify_new_invoices), cb.pack(cb.NOTIFY, 0, "n")),
              Button(_label(t, preferences.REMINDERS, user.notify_reminders), cb.pack(cb.NOTIFY, 0, "r"))]]
     if user.notify_new_invoices or user.notify_reminders:
         for link in links:
             name = views.account_name(t, link)
-            lines.append(t._("{account}: new invoices {new}, reminders {reminders}.", account=name,
-                             new=_state(t, link.notify_new_invoices), reminders=_state(t, link.notify_reminders)))
+            lines.append(f"{name} — {_both(t, link)}")
             rows.append([Button(f"{name[:24]} · {_label(t, preferences.NEW_INVOICES, link.notify_new_invoices)}",
                                 cb.pack(cb.NOTIFY, link.id, "n")),
                          Button(f"{name[:24]} · {_label(t, preferences.REMINDERS, link.notify_reminders)}",
