@@ -39,10 +39,9 @@ async def outbox_status(db: Database, batches: int = 10, reasons: int = 10) -> S
             first[batch] = min(first.get(batch, first_id), first_id)
         big = [(b, c) for b, c in by_batch.items() if sum(c.values()) >= BIG_BATCH]
         status.batches = sorted(big, key=lambda item: first[item[0]], reverse=True)[:batches]
-        rows = await session.execute(
-            select(func.coalesce(func.substr(OutboxMessage.last_error, 1, 120), ""), func.count())
-            .where(OutboxMessage.status == DEAD).group_by(func.substr(OutboxMessage.last_error, 1, 120))
-            .order_by(func.count().desc()).limit(reasons))
+        reason = func.coalesce(func.substr(OutboxMessage.last_error, 1, 120), "").label("reason")
+        rows = await session.execute(select(reason, func.count()).where(OutboxMessage.status == DEAD)
+                                     .group_by(reason).order_by(func.count().desc()).limit(reasons))
         status.dead_reasons = [(reason or "(no reason recorded)", count) for reason, count in rows.all()]
     return status
 
