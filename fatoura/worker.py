@@ -31,8 +31,8 @@ log = logging.getLogger("fatoura.worker")
 Sender = Callable[[outbox.Claimed], Awaitable[str | None]]
 # The rate limits one message is sent under (the bot's first, then the chat's).
 RatesOf = Callable[[outbox.Claimed], Sequence[Rate]]
-# A last look before sending: a reason to skip the message, or None to send it.
-Check = Callable[[outbox.Claimed], Awaitable[str | None]]
+# A last look before sending a claimed batch: message id -> why to skip it (absent: send it).
+Check = Callable[[Sequence[outbox.Claimed]], Awaitable[dict[int, str]]]
 
 MAX_SLOT_WAIT = 1.0  # seconds a claimed message may wait for its rate slot before it is put back
 
@@ -66,18 +66,22 @@ class Delivery:
         return await outbox.claim_due(self.db, self.worker, limit, channels=sorted(self.senders),
                                       claim_timeout=self.claim_timeout)
 
-    async def handle(self, message: outbox.Claimed) -> str:
+    async def claim_checked(self, limit: int) -> list[tuple[outbox.Claimed, str | None]]:
+        """Claim, then take the last look at the batch: (message, reason to skip it or None)."""
+        claimed = await self.claim(limit)
+        reasons = await self.check(claimed) if self.check is not None and claimed else {}
+        return [(message, reasons.get(message.id)) for message in claimed]
+
+    async def handle(self, message: outbox.Claimed, skip: str | None = None) -> str:
         """Send one claimed message and record the verdict; returns the new status."""
         sender = self.senders.get(message.channel)
         if sender is None:
             await outbox.mark_failed(self.db, message.id, f"no sender for channel {message.channel}",
                                      max_attempts=self.max_attempts)
             return outbox.QUEUED
-        if self.check is not None:
-            reason = await self.check(message)
-            if reason:
-                await outbox.mark_skipped(self.db, message.id, reason)
-                return outbox.SKIPPED
+        if skip:
+            await outbox.mark_skipped(self.db, message.id, skip)
+            return outbox.SKIPPED
         rates = self.rates.get(message.channel)
         if self.limiter is not None and rates is not None:
             limits = rates(message)
@@ -110,9 +114,9 @@ class Delivery:
 
     async def round(self, limit: int = 20) -> int:
         """Claim what is due now and deliver it one by one; returns how many were handled."""
-        claimed = await self.claim(limit)
-        for message in claimed:
-            await self.handle(message)
+        claimed = await self.claim_checked(limit)
+        for message, skip in claimed:
+            await self.handle(message, skip)
         return len(claimed)
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5, once: bool = False) -> None:
@@ -122,14 +126,14 @@ class Delivery:
         try:
             while not stop.is_set():
                 free = self.concurrency - len(inflight)
-                claimed: list[outbox.Claimed] = []
+                claimed: list[tuple[outbox.Claimed, str | None]] = []
                 if free >= refill or not inflight:
                     try:
-                        claimed = await self.claim(free)
+                        claimed = await self.claim_checked(free)
                     except Exception:  # noqa: BLE001 - the database may be briefly away: wait and go on
                         log.exception("claiming outbox messages failed")
-                    for message in claimed:
-                        inflight.add(asyncio.create_task(self._guarded(message)))
+                    for message, skip in claimed:
+                        inflight.add(asyncio.create_task(self._guarded(message, skip)))
                 if once and not claimed and not inflight:
                     return
                 if claimed and len(inflight) < self.concurrency:
@@ -144,9 +148,9 @@ class Delivery:
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
 
-    async def _guarded(self, message: outbox.Claimed) -> None:
+    async def _guarded(self, message: outbox.Claimed, skip: str | None) -> None:
         try:
-            await self.handle(message)
+            await self.handle(message, skip)
         except Exception:  # noqa: BLE001 - the row stays claimed and is taken back after the claim timeout
             log.exception("delivering outbox message %s failed", message.id)
 
@@ -226,10 +230,10 @@ def build_rates(settings: Settings) -> dict[str, RatesOf]:
 def build_delivery(settings: Settings, db: Database, senders: dict[str, Sender], state, billers) -> Delivery:  # noqa: ANN001
     """The delivery engine with the shared limiter and the push's last look before a send."""
     from core.ratelimit import make_limiter
-    from core.services.notifications import still_wanted
+    from core.services.notifications import unwanted
 
-    async def check(message: outbox.Claimed) -> str | None:
-        return await still_wanted(db, billers, message)
+    async def check(messages: Sequence[outbox.Claimed]) -> dict[int, str]:
+        return await unwanted(db, billers, messages)
 
     return Delivery.from_settings(settings, db, senders, limiter=make_limiter(state), rates=build_rates(settings),
                                   check=check)

@@ -271,30 +271,45 @@ async def sync_round(settings: Settings, db: Database, state, billers: BillerReg
 # --- The worker's last look -----------------------------------------------------------------
 
 
-async def still_wanted(db: Database, billers: BillerRegistry, message: outbox.Claimed) -> str | None:
-    """Why a push message should not go any more (None: send it): the chat is gone, blocked or
-    turned this notification off, or a reminder's invoice is no longer unpaid."""
-    if message.kind not in (INVOICE_NEW, INVOICE_REMINDER):
-        return None
+async def unwanted(db: Database, billers: BillerRegistry, messages: Sequence[outbox.Claimed]) -> dict[int, str]:
+    """Why each push message among `messages` should not go any more (absent: send it): the chat
+    is gone, blocked or turned this notification off, or a reminder's invoice is no longer
+    unpaid. One query for the whole batch, plus one biller look-up per reminder."""
+    push = [m for m in messages if m.kind in (INVOICE_NEW, INVOICE_REMINDER)]
+    if not push:
+        return {}
+    link_ids = {int(m.payload.get("link_id") or 0) for m in push}
     async with db.session() as session:
-        user = await session.scalar(select(ChatUser).where(ChatUser.channel == message.channel,
-                                                           ChatUser.chat_id == message.chat_id))
-        link = await session.get(LinkedAccount, int(message.payload.get("link_id") or 0))
-    if user is None or link is None or link.user_id != user.id:
-        return "the chat or the account is no longer linked"
-    if user.blocked_at is not None:
-        return "the chat blocked the bot"
-    wants = _wants_new if message.kind == INVOICE_NEW else _wants_reminders
-    if not wants(link, user):
-        return "the chat turned this notification off"
-    if message.kind == INVOICE_REMINDER:
-        ref = message.payload.get("invoice") or {}
-        try:
-            page = await billers.get(ref["biller"]).list_invoices(
-                ref["account_ref"], InvoiceFilter(status=None, number=ref["number"]))
-        except Exception as error:  # noqa: BLE001 - biller down: a reminder too many beats one missed
-            log.info("reminder %s: status unknown (%s); sending", message.id, type(error).__name__)
-            return None
-        if page.items and page.items[0].status != "unpaid":
-            return f"the invoice is {page.items[0].status}"
-    return None
+        rows = (await session.execute(
+            select(LinkedAccount, ChatUser).join(ChatUser, ChatUser.id == LinkedAccount.user_id)
+            .where(LinkedAccount.id.in_(link_ids)))).all()
+    found = {link.id: (link, user) for link, user in rows}
+    reasons: dict[int, str] = {}
+    for message in push:
+        link, user = found.get(int(message.payload.get("link_id") or 0), (None, None))
+        if link is None or (user.channel, user.chat_id) != (message.channel, message.chat_id):
+            reasons[message.id] = "the chat or the account is no longer linked"
+        elif user.blocked_at is not None:
+            reasons[message.id] = "the chat blocked the bot"
+        elif not (_wants_new if message.kind == INVOICE_NEW else _wants_reminders)(link, user):
+            reasons[message.id] = "the chat turned this notification off"
+        elif message.kind == INVOICE_REMINDER and (status := await _invoice_status(billers, message)) != "unpaid":
+            if status is not None:
+                reasons[message.id] = f"the invoice is {status}"
+    return reasons
+
+
+async def _invoice_status(billers: BillerRegistry, message: outbox.Claimed) -> str | None:
+    ref = message.payload.get("invoice") or {}
+    try:
+        page = await billers.get(ref["biller"]).list_invoices(
+            ref["account_ref"], InvoiceFilter(status=None, number=ref["number"]))
+    except Exception as error:  # noqa: BLE001 - biller down: a reminder too many beats one missed
+        log.info("reminder %s: status unknown (%s); sending", message.id, type(error).__name__)
+        return None
+    return page.items[0].status if page.items else None
+
+
+async def still_wanted(db: Database, billers: BillerRegistry, message: outbox.Claimed) -> str | None:
+    """`unwanted` for one message: the reason not to send it, or None."""
+    return (await unwanted(db, billers, [message])).get(message.id)

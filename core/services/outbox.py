@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -150,9 +151,17 @@ async def claim_due(db: Database, worker: str, limit: int = 20, now: datetime | 
     return claimed
 
 
+_autocommit: "weakref.WeakKeyDictionary[Database, Any]" = weakref.WeakKeyDictionary()
+
+
 async def mark_delivered(db: Database, message_id: int, provider_message_id: str | None = None) -> None:
-    async with db.transaction() as session:
-        await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
+    """One autocommitted UPDATE (one round trip, no BEGIN/COMMIT): it runs once per message sent,
+    right after the platform's answer, so a crash can re-send as little as possible."""
+    engine = _autocommit.get(db)
+    if engine is None:
+        engine = _autocommit[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
             status=DELIVERED, delivered_at=utcnow(), provider_message_id=provider_message_id, last_error=None,
             claimed_by=None))
 
