@@ -9,59 +9,25 @@ and the server had to refuse (429) almost nothing.
 """
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import re
 import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select
 
 from core.db import Database
-from core.models import ChatUser, LinkedAccount, OutboxMessage, utcnow
+from core.models import OutboxMessage
+from tests import load
 from tests.conftest import REDIS_URL, _unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "123456:LOAD-token"
 MESSAGES = 20_000
 CHATS = 2_000
 RATE = int(os.environ.get("FATOURA_TEST_PUSH_RATE", "200"))  # messages per second per bot
 CONCURRENCY = 16
-MARKER = re.compile(r"push #(\d+)")
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("w") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-
-
-def fetch_sent(base: str) -> dict:
-    with urllib.request.urlopen(f"{base}/_fake/sent", timeout=30) as response:
-        return json.loads(response.read())
-
-
-async def wait_until(predicate, timeout: float, every: float = 0.5) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not done within {timeout} s")
-        await asyncio.sleep(every)
 
 
 async def test_three_workers_deliver_20000_notifications_exactly_once_through_a_kill(pg_migrated, tmp_path):
@@ -70,47 +36,27 @@ async def test_three_workers_deliver_20000_notifications_exactly_once_through_a_
     if not REDIS_URL:
         _unavailable("Redis (FATOURA_TEST_REDIS_URL)")
     db = Database(pg_migrated)
-    async with db.engine.begin() as conn:
-        await conn.execute(text("TRUNCATE outbox, linked_accounts, chat_users RESTART IDENTITY CASCADE"))
-    # 2,000 chats, each linked to an account (the worker checks that a push is still wanted), and
-    # the messages round-robin over them: a chat's next message comes 2,000 messages later, so the
-    # bot's rate, not the chat's, is what binds.
-    now = utcnow()
-    async with db.transaction() as session:
-        await session.execute(insert(ChatUser), [
-            {"channel": "telegram", "chat_id": str(n), "locale": "fr", "notify_new_invoices": True,
-             "notify_reminders": True, "created_at": now} for n in range(1, CHATS + 1)])
-        await session.execute(insert(LinkedAccount), [
-            {"user_id": n, "biller": "portnet", "service": "portnet", "identifier": f"L{n:03d}",
-             "account_ref": f"load-{n}", "notify_new_invoices": True, "notify_reminders": True,
-             "verified_at": now} for n in range(1, CHATS + 1)])
-        rows = [{"channel": "telegram", "chat_id": str(1 + i % CHATS), "kind": "invoice_new", "status": "queued",
-                 "payload": {"text": f"push #{i}", "link_id": 1 + i % CHATS}, "dedupe_key": f"load:{i}",
-                 "attempts": 0, "next_attempt_at": now, "created_at": now, "batch": "load-test"}
-                for i in range(MESSAGES)]
-        for start in range(0, MESSAGES, 5000):
-            await session.execute(insert(OutboxMessage), rows[start:start + 5000])
+    await load.reset(db)
+    await load.add_chats(db, CHATS)
+    await load.queue(db, MESSAGES, CHATS)
 
-    port = free_port()
+    port = load.free_port()
     base = f"http://127.0.0.1:{port}"
-    fake = spawn([sys.executable, "-m", "tests.fakes.bot_api", "--port", str(port), "--token", TOKEN,
-                  "--overall", str(RATE), "--per-chat", "1"], {}, tmp_path / "fake.log")
-    env = {"DATABASE_URL": pg_migrated, "REDIS_URL": REDIS_URL, "TELEGRAM_BOT_TOKEN": TOKEN,
-           "TELEGRAM_API_BASE": base, "TELEGRAM_RATE_PER_SECOND": str(RATE), "OUTBOX_CLAIM_TIMEOUT": "5",
-           "WORKER_CONCURRENCY": str(CONCURRENCY), "PUSH_SYNC_MINUTES": "0", "LOG_LEVEL": "WARNING",
-           "SANDBOX": "false", "OUTBOX_POLL_SECONDS": "0.2"}
-    workers: list[subprocess.Popen] = []
+    fake = load.start_fake(port, RATE, tmp_path / "fake.log")
+    env = load.worker_env(pg_migrated, REDIS_URL, base, RATE, OUTBOX_CLAIM_TIMEOUT="5",
+                          WORKER_CONCURRENCY=str(CONCURRENCY))
+    workers = []
     try:
-        await wait_until(lambda: _answers(base), 15, 0.1)
-        workers = [spawn([str(ROOT / ".venv/bin/fatoura"), "worker"], env, tmp_path / f"worker{n}.log")
-                   for n in range(3)]
+        await load.wait_until(lambda: load.answers(base), 15, 0.1)
+        workers = [load.start_worker(env, tmp_path / f"worker{n}.log") for n in range(3)]
 
-        async def delivered() -> int:
-            async with db.session() as session:
-                return await session.scalar(select(func.count()).select_from(OutboxMessage)
-                                            .where(OutboxMessage.status == "delivered"))
+        async def half() -> bool:
+            return await load.count(db, "delivered") >= MESSAGES // 2
 
-        await wait_until(lambda: _at_least(delivered, MESSAGES // 2), 10 + MESSAGES / RATE)
+        async def all_delivered() -> bool:
+            return await load.count(db, "delivered") >= MESSAGES
+
+        await load.wait_until(half, 10 + MESSAGES / RATE)
         victim = workers[0]
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
@@ -118,47 +64,32 @@ async def test_three_workers_deliver_20000_notifications_exactly_once_through_a_
         async with db.session() as session:
             payloads = (await session.scalars(select(OutboxMessage.payload).where(
                 OutboxMessage.claimed_by == victim_id, OutboxMessage.status == "sending"))).all()
-        held = {MARKER.search(p["text"])[1] for p in payloads}
+        held = {load.MARKER.search(p["text"])[1] for p in payloads}
 
-        await wait_until(lambda: _at_least(delivered, MESSAGES), 30 + MESSAGES / RATE)
+        await load.wait_until(all_delivered, 30 + MESSAGES / RATE)
         for worker in workers[1:]:
             worker.send_signal(signal.SIGTERM)
         for worker in workers[1:]:
             worker.wait(30)
-        report = fetch_sent(base)
+        report = load.fetch_sent(base)
     finally:
-        for process in [*workers, fake]:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+        load.stop([*workers, fake])
         async with db.session() as session:
             statuses = dict((await session.execute(select(OutboxMessage.status, func.count())
                                                    .group_by(OutboxMessage.status))).all())
         await db.dispose()
 
-    sent = [entry for entry in report["sent"] if entry[1] and MARKER.search(entry[1])]
-    counts = Counter(MARKER.search(entry[1])[1] for entry in sent)
+    sent = [entry for entry in report["sent"] if entry[1] and load.MARKER.search(entry[1])]
+    counts = Counter(load.MARKER.search(entry[1])[1] for entry in sent)
     assert len(counts) == MESSAGES, f"{MESSAGES - len(counts)} messages never reached their chat"
     twice = {marker for marker, n in counts.items() if n > 1}
     # Only a message the killed worker held (sent, not yet marked) may have gone twice, once more.
     assert twice <= held and len(twice) <= CONCURRENCY and max(counts.values()) <= 2, (twice, held)
     assert statuses == {"delivered": MESSAGES}
-    times = sorted(entry[2] for entry in sent)
-    rate = (len(times) - 1) / (times[-1] - times[0])
-    print(f"\n{len(sent)} messages in {times[-1] - times[0]:.1f} s: {rate:.1f}/s for a limit of {RATE}/s "
+    times = [entry[2] for entry in sent]
+    rate = load.sent_rate(times)
+    print(f"\n{len(sent)} messages in {max(times) - min(times):.1f} s: {rate:.1f}/s for a limit of {RATE}/s "
           f"({rate / RATE:.1%}); 429 answers: {report['throttled']}; the killed worker held {len(held)}, "
           f"sent twice: {len(twice)}")
     assert 0.95 * RATE <= rate <= RATE
     assert report["throttled"] <= MESSAGES // 200  # at most 0.5% of the sends met a 429 (then retried)
-
-
-async def _answers(base: str) -> bool:
-    try:
-        await asyncio.to_thread(fetch_sent, base)
-    except OSError:
-        return False
-    return True
-
-
-async def _at_least(count, target: int) -> bool:  # noqa: ANN001
-    return await count() >= target

@@ -120,34 +120,45 @@ async def claim_due(db: Database, worker: str, limit: int = 20, now: datetime | 
     """Claim due messages, only of `channels` when given (a worker claims what it can send).
     Claims older than `claim_timeout` (their worker died) are taken back first."""
     now = now or utcnow()
+    wheres = [(OutboxMessage.status == SENDING, OutboxMessage.claimed_at < now - claim_timeout),
+              (OutboxMessage.status == QUEUED, OutboxMessage.next_attempt_at <= now)]
+    claimed: list[Claimed] = []
     async with db.transaction() as session:
-        queries = [
-            select(OutboxMessage).where(OutboxMessage.status == SENDING,
-                                        OutboxMessage.claimed_at < now - claim_timeout),
-            select(OutboxMessage).where(OutboxMessage.status == QUEUED, OutboxMessage.next_attempt_at <= now)
-            .order_by(OutboxMessage.next_attempt_at),
-        ]
-        claimed: list[Claimed] = []
-        for query in queries:
+        for where in wheres:
             if len(claimed) >= limit:
                 break
+            query = select(OutboxMessage.id).where(*where).order_by(OutboxMessage.next_attempt_at)
             if channels is not None:
                 query = query.where(OutboxMessage.channel.in_(channels))
             query = query.limit(limit - len(claimed))
             if db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            for row in (await session.scalars(query)).all():
-                if db.dialect != "postgresql":
-                    # SQLite has one writer at a time; the conditional update still refuses a row taken meanwhile.
-                    result = await session.execute(update(OutboxMessage).where(
-                        OutboxMessage.id == row.id, OutboxMessage.status == row.status,
-                        OutboxMessage.attempts == row.attempts).values(status=SENDING, claimed_by=worker,
-                                                                        claimed_at=now))
-                    if result.rowcount != 1:
-                        continue
-                else:
-                    row.status, row.claimed_by, row.claimed_at = SENDING, worker, now
-                claimed.append(_claimed(row))
+                claimed += await _claim_postgresql(session, query, worker, now)
+            else:
+                claimed += await _claim_sqlite(session, query, worker, now)
+    return claimed
+
+
+async def _claim_postgresql(session: AsyncSession, due, worker: str, now: datetime) -> list[Claimed]:  # noqa: ANN001
+    # One statement: lock the due rows other workers have not locked, mark them, return them.
+    rows = await session.execute(
+        update(OutboxMessage).where(OutboxMessage.id.in_(due.with_for_update(skip_locked=True).scalar_subquery()))
+        .values(status=SENDING, claimed_by=worker, claimed_at=now)
+        .returning(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.chat_id, OutboxMessage.kind,
+                   OutboxMessage.payload, OutboxMessage.attempts))
+    return sorted((Claimed(r.id, r.channel, r.chat_id, r.kind, dict(r.payload or {}), r.attempts) for r in rows),
+                  key=lambda c: c.id)
+
+
+async def _claim_sqlite(session: AsyncSession, due, worker: str, now: datetime) -> list[Claimed]:  # noqa: ANN001
+    # SQLite has one writer at a time; the conditional update still refuses a row taken meanwhile.
+    claimed = []
+    for row in (await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(due.scalar_subquery()))
+                                      .order_by(OutboxMessage.next_attempt_at))).all():
+        result = await session.execute(update(OutboxMessage).where(
+            OutboxMessage.id == row.id, OutboxMessage.status == row.status,
+            OutboxMessage.attempts == row.attempts).values(status=SENDING, claimed_by=worker, claimed_at=now))
+        if result.rowcount == 1:
+            claimed.append(_claimed(row))
     return claimed
 
 
