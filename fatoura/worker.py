@@ -37,6 +37,37 @@ Check = Callable[[Sequence[outbox.Claimed]], Awaitable[dict[int, str]]]
 MAX_SLOT_WAIT = 1.0  # seconds a claimed message may wait for its rate slot before it is put back
 
 
+class _DeliveredMarks:
+    """Group commit of "delivered" marks: a mark is written at once when none is being written,
+    else with the others that arrived meanwhile, in the next statement. No timer, so a quiet
+    worker marks each message alone, and a busy one writes a statement per round trip, not per
+    message. `mark` returns once the row is marked."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending: list[tuple[int, str | None, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def mark(self, message_id: int, provider_id: str | None) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((message_id, provider_id, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await outbox.mark_delivered_many(self.db, [(m, p) for m, p, _ in batch])
+            except Exception as error:  # noqa: BLE001 - each sender sees the failure of its own mark
+                for *_, done in batch:
+                    done.set_exception(error)
+            else:
+                for *_, done in batch:
+                    done.set_result(None)
+
+
 class Delivery:
     """Delivers claimed outbox rows through `senders` (channel -> Sender)."""
 
@@ -53,6 +84,7 @@ class Delivery:
         self.concurrency = max(1, concurrency)
         self.claim_timeout = claim_timeout
         self.max_attempts = max_attempts
+        self._marks = _DeliveredMarks(db)
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database, senders: dict[str, Sender], *,
@@ -109,7 +141,7 @@ class Delivery:
             await outbox.mark_failed(self.db, message.id, f"{type(error).__name__}: {error}",
                                      max_attempts=self.max_attempts)
             return outbox.QUEUED
-        await outbox.mark_delivered(self.db, message.id, provider_id)
+        await self._marks.mark(message.id, provider_id)
         return outbox.DELIVERED
 
     async def round(self, limit: int = 20) -> int:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -166,15 +166,22 @@ _autocommit: "weakref.WeakKeyDictionary[Database, Any]" = weakref.WeakKeyDiction
 
 
 async def mark_delivered(db: Database, message_id: int, provider_message_id: str | None = None) -> None:
-    """One autocommitted UPDATE (one round trip, no BEGIN/COMMIT): it runs once per message sent,
-    right after the platform's answer, so a crash can re-send as little as possible."""
+    await mark_delivered_many(db, [(message_id, provider_message_id)])
+
+
+async def mark_delivered_many(db: Database, delivered: list[tuple[int, str | None]]) -> None:
+    """Mark sent messages delivered: one autocommitted statement (no BEGIN/COMMIT round trips)
+    for the lot; it runs right after the platform's answers, so a crash can re-send as little as
+    possible."""
     engine = _autocommit.get(db)
     if engine is None:
         engine = _autocommit[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    now = utcnow()
+    statement = update(OutboxMessage).where(OutboxMessage.id == bindparam("message_id")).values(
+        status=DELIVERED, delivered_at=now, provider_message_id=bindparam("provider_id"), last_error=None,
+        claimed_by=None)
     async with engine.connect() as conn:
-        await conn.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
-            status=DELIVERED, delivered_at=utcnow(), provider_message_id=provider_message_id, last_error=None,
-            claimed_by=None))
+        await conn.execute(statement, [{"message_id": m, "provider_id": p} for m, p in delivered])
 
 
 async def mark_failed(db: Database, message_id: int, error: str, *, permanent: bool = False,
