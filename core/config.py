@@ -69,7 +69,7 @@ class Settings(BaseSettings):
 
     # Delivery engine (`fatoura worker`): how many sends one worker keeps in flight, when a claim of
     # a dead worker is taken back, how often a message is tried before it is dead.
-    worker_concurrency: int = 16
+    worker_concurrency: int = 32
     outbox_claim_timeout: float = 300.0  # seconds
     outbox_max_attempts: int = 8
     outbox_poll_seconds: float = 0.5  # idle wait between two looks at the outbox

@@ -25,7 +25,7 @@ from tests.conftest import REDIS_URL, _unavailable
 MESSAGES = 20_000
 CHATS = 2_000
 RATE = int(os.environ.get("FATOURA_TEST_PUSH_RATE", "200"))  # messages per second per bot
-CONCURRENCY = 16
+CONCURRENCY = 48  # sends in flight per worker: a booking horizon deep enough to ride out a CPU stall
 
 pytestmark = pytest.mark.slow
 
