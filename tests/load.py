@@ -118,6 +118,10 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait(10)
 
 
-def sent_rate(times: list[float]) -> float:
+def sent_rate(times: list[float], trim: float = 0.0) -> float:
+    """Messages per second between the first and the last send; `trim` leaves out that share of
+    the sends at each end (the start of the workers, the last retries after a 429 or a kill)."""
     times = sorted(times)
+    cut = int(len(times) * trim)
+    times = times[cut:len(times) - cut] if cut else times
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
