@@ -1,6 +1,6 @@
 """Push and the delivery engine, on PostgreSQL and Redis, against the fake Bot API in its own process.
 
-    .venv/bin/python bench/push.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench \
+    .venv/bin/python bench/push.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/scratch \
         --redis-url redis://127.0.0.1:6379/0 [--messages 10000] [--rate 200] [--workers 3] \
         [--events 30] [--queued 100000]
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -42,12 +43,8 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 async def bench_rate(url: str, redis: str, messages: int, rate: int, workers: int, logs: Path) -> None:
     db = Database(url)
-    await load.reset(db)
-    await load.add_chats(db, CHATS)
-    await load.queue(db, messages, CHATS)
-    port = load.free_port()
-    base = f"http://127.0.0.1:{port}"
-    fake = load.start_fake(port, rate, logs / "fake-rate.log")
+    await load.setup(db, messages, CHATS)
+    fake, base = load.start_fake(rate, logs / "fake-rate.log")
     procs = []
     try:
         await load.wait_until(lambda: load.answers(base), 15, 0.1)
@@ -82,15 +79,13 @@ async def bench_latency(url: str, redis: str, events: int, logs: Path) -> None:
     db = Database(url)
     await load.reset(db)
     await seed_samples(db)
-    port = load.free_port()
-    api = f"http://127.0.0.1:{port}"
     settings = Settings(_env_file=None, database_url=url, redis_url=redis, sandbox=True,
                         secret_key=SecretStr("bench-push"))
     billers = BillerRegistry.from_settings(settings, db)
     user, _ = await get_or_create_user(db, "telegram", "777", "fr")
     account = await billers.get("portnet").find_account(AccountQuery(service="portnet", identifier="A7K2"))
     await save_link(db, user.id, account)
-    fake = load.start_fake(port, 30, logs / "fake-latency.log")
+    fake, api = load.start_fake(30, logs / "fake-latency.log")
     worker = None
     times: list[float] = []
     try:
@@ -108,7 +103,9 @@ async def bench_latency(url: str, redis: str, events: int, logs: Path) -> None:
                 while not any(invoice.number in (entry[1] or "") for entry in load.fetch_sent(api)["sent"]):
                     await asyncio.sleep(0.005)
                 times.append(time.perf_counter() - started)
-                await asyncio.sleep(1.1)  # one message per second per chat, and an idle queue each time
+                # One message per second per chat, an idle queue each time, and a random phase
+                # against the worker's polling of the empty outbox.
+                await asyncio.sleep(1.05 + random.random() * 0.5)
     finally:
         load.stop([p for p in (worker, fake) if p is not None])
         await db.dispose()
@@ -120,11 +117,8 @@ async def bench_latency(url: str, redis: str, events: int, logs: Path) -> None:
 
 async def bench_memory(url: str, redis: str, queued: int, logs: Path) -> None:
     db = Database(url)
-    await load.reset(db)
-    await load.add_chats(db, CHATS)
-    port = load.free_port()
-    api = f"http://127.0.0.1:{port}"
-    fake = load.start_fake(port, 200, logs / "fake-memory.log")
+    await load.setup(db, 0, CHATS)
+    fake, api = load.start_fake(200, logs / "fake-memory.log")
     worker = None
     try:
         await load.wait_until(lambda: load.answers(api), 15, 0.1)

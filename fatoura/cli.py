@@ -61,16 +61,23 @@ def cmd_sandbox_seed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_sandbox_pay(args: argparse.Namespace, settings: Settings) -> int:
-    """Pay a Fatourati reference or a Tashilat code at the sandbox "agency counter"."""
+def _amount(raw: str, hint: str):  # noqa: ANN202 - Decimal, or None after telling what is wrong
     from core.errors import InvalidAmount
     from core.money import parse_amount
-    from webhooks.sandbox_gateways import pay_reference
 
     try:
-        amount = parse_amount(args.amount)
+        return parse_amount(raw)
     except InvalidAmount:
-        print("--amount must be a positive amount in dirhams, e.g. 299.81", file=sys.stderr)
+        print(f"--amount must be a positive amount in dirhams{hint}", file=sys.stderr)
+        return None
+
+
+def cmd_sandbox_pay(args: argparse.Namespace, settings: Settings) -> int:
+    """Pay a Fatourati reference or a Tashilat code at the sandbox "agency counter"."""
+    from webhooks.sandbox_gateways import pay_reference
+
+    amount = _amount(args.amount, ", e.g. 299.81")
+    if amount is None:
         return 2
     result = asyncio.run(pay_reference(args.base_url or settings.public_base_url, None, args.reference, amount,
                                        late=args.late, settings=settings))
@@ -82,14 +89,11 @@ def cmd_sandbox_issue(args: argparse.Namespace, settings: Settings) -> int:
     """The sandbox biller issues an invoice and sends the signed "invoice.issued" event."""
     from core.billers.sandbox.store import issue_invoice
     from core.db import Database
-    from core.errors import InvalidAmount, UnknownAccount
-    from core.money import parse_amount
+    from core.errors import UnknownAccount
     from core.services.biller_events import issued_event, post_event
 
-    try:
-        amount = parse_amount(args.amount)
-    except InvalidAmount:
-        print("--amount must be a positive amount in dirhams (HT), e.g. 249.50", file=sys.stderr)
+    amount = _amount(args.amount, " (HT), e.g. 249.50")
+    if amount is None:
         return 2
 
     async def issue() -> tuple[int, str, str]:

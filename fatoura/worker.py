@@ -155,11 +155,13 @@ class Delivery:
         """Keep up to `concurrency` sends in flight until `stop` is set; then finish those in flight."""
         inflight: set[asyncio.Task] = set()
         refill = max(1, self.concurrency // 2)  # claim in batches, not one row per finished send
+        listener = await outbox.Listener().start(self.db)
         try:
             while not stop.is_set():
                 free = self.concurrency - len(inflight)
                 claimed: list[tuple[outbox.Claimed, str | None]] = []
                 if free >= refill or not inflight:
+                    listener.event.clear()  # a wake-up from now on interrupts the idle wait below
                     try:
                         claimed = await self.claim_checked(free)
                     except Exception:  # noqa: BLE001 - the database may be briefly away: wait and go on
@@ -170,7 +172,10 @@ class Delivery:
                     return
                 if claimed and len(inflight) < self.concurrency:
                     continue
+                # Busy: wait for a send to finish. Idle: for a wake-up, or the next look at the outbox.
                 waiters = {*inflight, asyncio.ensure_future(stop.wait())}
+                if not inflight:
+                    waiters.add(asyncio.ensure_future(listener.event.wait()))
                 done, _ = await asyncio.wait(waiters, timeout=None if inflight else idle_seconds,
                                              return_when=asyncio.FIRST_COMPLETED)
                 for task in waiters - inflight:
@@ -179,6 +184,7 @@ class Delivery:
         finally:
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
+            await listener.close()
 
     async def _guarded(self, message: outbox.Claimed, skip: str | None) -> None:
         try:

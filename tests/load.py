@@ -67,15 +67,26 @@ async def queue(db: Database, messages: int, chats: int, batch: str = "load-test
                 for i in range(start, min(messages, start + 5000))])
 
 
+async def setup(db: Database, messages: int, chats: int) -> None:
+    """An emptied database with the chats and `messages` queued notifications."""
+    await reset(db)
+    await add_chats(db, chats)
+    if messages:
+        await queue(db, messages, chats)
+
+
 async def count(db: Database, status: str) -> int:
     async with db.session() as session:
         return await session.scalar(select(func.count()).select_from(OutboxMessage)
                                     .where(OutboxMessage.status == status))
 
 
-def start_fake(port: int, rate: int, log: Path) -> subprocess.Popen:
-    return spawn([sys.executable, "-m", "tests.fakes.bot_api", "--port", str(port), "--token", TOKEN,
-                  "--overall", str(rate), "--per-chat", "1"], {}, log)
+def start_fake(rate: int, log: Path) -> tuple[subprocess.Popen, str]:
+    """The fake Bot API in its own process on a free port; returns it and its base URL."""
+    port = free_port()
+    process = spawn([sys.executable, "-m", "tests.fakes.bot_api", "--port", str(port), "--token", TOKEN,
+                     "--overall", str(rate), "--per-chat", "1"], {}, log)
+    return process, f"http://127.0.0.1:{port}"
 
 
 def worker_env(database_url: str, redis_url: str, api_base: str, rate: int, **extra: str) -> dict[str, str]:

@@ -187,3 +187,36 @@ async def test_outbox_status_shows_a_large_announcements_progress(db):
     shown = render(await outbox_status(db))
     assert "event:portnet:evt-7" in shown and "10/40 (25%)" in shown
     assert "[#######......................." in shown
+
+
+async def test_an_idle_worker_is_woken_by_a_new_announcement_not_by_its_next_poll(seeded_db, server):
+    """The worker polls an empty outbox only every 30 s here; a biller event's announcement still
+    reaches the chat at once (PostgreSQL NOTIFY between processes, an event within one)."""
+    from datetime import date
+    from decimal import Decimal
+
+    from core.billers.base import AccountQuery, InvoiceFilter
+    from core.billers.registry import BillerRegistry
+    from core.billers.sandbox.store import issue_invoice
+    from core.services import linking, notifications
+
+    db = seeded_db
+    settings = settings_for(server, sandbox=True)
+    billers = BillerRegistry.from_settings(settings, db)
+    user, _ = await get_or_create_user(db, "telegram", "31", "fr")
+    await linking.save_link(db, user.id, await billers.get("portnet").find_account(
+        AccountQuery(service="portnet", identifier="A7K2")))
+    stop = asyncio.Event()
+    task = asyncio.create_task(delivery(db, server, settings).run(stop, idle_seconds=30))
+    try:
+        await asyncio.sleep(0.5)  # the worker has looked once and sleeps
+        account, invoice = await issue_invoice(db, "portnet-A7K2", Decimal("75.00"), today=date.today())
+        page = await billers.get("portnet").list_invoices(account.ref, InvoiceFilter(status=None, number=invoice.number))
+        started = asyncio.get_running_loop().time()
+        assert await notifications.announce(db, "portnet", account.ref, page.items) == 1
+        await server.wait_for(lambda calls: [c for c in calls if c.ok and invoice.number in (c.text or "")],
+                              chat_id=31, timeout=5)
+        assert asyncio.get_running_loop().time() - started < 2
+    finally:
+        stop.set()
+        await task

@@ -37,13 +37,8 @@ async def test_three_workers_deliver_20000_notifications_exactly_once_through_a_
     if not REDIS_URL:
         _unavailable("Redis (FATOURA_TEST_REDIS_URL)")
     db = Database(pg_migrated)
-    await load.reset(db)
-    await load.add_chats(db, CHATS)
-    await load.queue(db, MESSAGES, CHATS)
-
-    port = load.free_port()
-    base = f"http://127.0.0.1:{port}"
-    fake = load.start_fake(port, RATE, tmp_path / "fake.log")
+    await load.setup(db, MESSAGES, CHATS)
+    fake, base = load.start_fake(RATE, tmp_path / "fake.log")
     env = load.worker_env(pg_migrated, REDIS_URL, base, RATE, OUTBOX_CLAIM_TIMEOUT="5",
                           WORKER_CONCURRENCY=str(CONCURRENCY))
     workers = []

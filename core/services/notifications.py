@@ -144,6 +144,12 @@ def _wants_reminders(link: LinkedAccount, user: ChatUser) -> bool:
     return user.blocked_at is None and user.notify_reminders and link.notify_reminders
 
 
+async def _audience(session, biller: str, account_ref: str, wants) -> list[tuple[LinkedAccount, ChatUser, Translator]]:  # noqa: ANN001
+    """The chats linked to the account that want this kind of message, each with its translator."""
+    return [(link, user, translator(user.locale)) for link, user in await _listeners(session, biller, account_ref)
+            if wants(link, user)]
+
+
 def _linked_on(link: LinkedAccount) -> date:
     return link.verified_at.astimezone(TIMEZONE).date()
 
@@ -159,10 +165,7 @@ async def announce(db: Database, biller: str, account_ref: str, invoices: Iterab
         return 0
     queued = 0
     async with db.transaction() as session:
-        for link, user in await _listeners(session, biller, account_ref):
-            if not _wants_new(link, user):
-                continue
-            t = translator(user.locale)
+        for link, user, t in await _audience(session, biller, account_ref, _wants_new):
             for invoice in invoices:
                 if since_link and invoice.invoice_date < _linked_on(link):
                     continue
@@ -170,6 +173,8 @@ async def announce(db: Database, biller: str, account_ref: str, invoices: Iterab
                     session, channel=user.channel, chat_id=user.chat_id, kind=INVOICE_NEW,
                     payload=_payload(t, link, invoice, new_invoice_text(t, invoice)),
                     dedupe_key=dedupe_key("new", user.id, biller, account_ref, invoice.number), batch=batch)
+    if queued:
+        await outbox.wake(db)
     return queued
 
 
@@ -194,10 +199,7 @@ async def remind(db: Database, biller: str, account_ref: str, invoices: Iterable
     send_at = quiet.next_allowed(now)
     queued = 0
     async with db.transaction() as session:
-        for link, user in await _listeners(session, biller, account_ref):
-            if not _wants_reminders(link, user):
-                continue
-            t = translator(user.locale)
+        for link, user, t in await _audience(session, biller, account_ref, _wants_reminders):
             for invoice, offset in due:
                 days_left = (invoice.due_date - today).days
                 queued += await outbox.enqueue_once(

@@ -43,6 +43,7 @@ whether a message went through.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import weakref
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -164,6 +165,61 @@ async def _claim_sqlite(session: AsyncSession, due, worker: str, now: datetime) 
 
 _autocommit: "weakref.WeakKeyDictionary[Database, Any]" = weakref.WeakKeyDictionary()
 
+# --- Waking idle workers: PostgreSQL NOTIFY across processes, an event within one process ---------
+
+WAKE_CHANNEL = "fatoura_outbox"
+_local_listeners: "weakref.WeakSet[asyncio.Event]" = weakref.WeakSet()
+
+
+def _autocommit_engine(db: Database) -> Any:
+    engine = _autocommit.get(db)
+    if engine is None:
+        engine = _autocommit[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
+async def wake(db: Database) -> None:
+    """Tell idle workers that messages are due now (call it after the commit that queued them),
+    so a new invoice goes out without waiting for the next look at the outbox."""
+    for event in list(_local_listeners):
+        event.set()
+    if db.dialect == "postgresql":
+        async with _autocommit_engine(db).connect() as conn:
+            await conn.execute(select(func.pg_notify(WAKE_CHANNEL, "")))
+
+
+class Listener:
+    """What an idle worker waits on: `event` is set by `wake` (from any process on PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._conn: Any = None
+        self._driver: Any = None
+
+    async def start(self, db: Database) -> "Listener":
+        _local_listeners.add(self.event)
+        if db.dialect == "postgresql":
+            try:
+                self._conn = await db.engine.connect()
+                self._driver = (await self._conn.get_raw_connection()).driver_connection
+                await self._driver.add_listener(WAKE_CHANNEL, self._notified)
+            except Exception:  # noqa: BLE001 - without LISTEN the worker still polls
+                await self.close()
+        return self
+
+    def _notified(self, *args: Any) -> None:
+        self.event.set()
+
+    async def close(self) -> None:
+        _local_listeners.discard(self.event)
+        if self._conn is not None:
+            try:
+                if self._driver is not None:
+                    await self._driver.remove_listener(WAKE_CHANNEL, self._notified)
+            finally:
+                await self._conn.close()
+                self._conn = self._driver = None
+
 
 async def mark_delivered(db: Database, message_id: int, provider_message_id: str | None = None) -> None:
     await mark_delivered_many(db, [(message_id, provider_message_id)])
@@ -173,9 +229,7 @@ async def mark_delivered_many(db: Database, delivered: list[tuple[int, str | Non
     """Mark sent messages delivered: one autocommitted statement (no BEGIN/COMMIT round trips)
     for the lot; it runs right after the platform's answers, so a crash can re-send as little as
     possible."""
-    engine = _autocommit.get(db)
-    if engine is None:
-        engine = _autocommit[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    engine = _autocommit_engine(db)
     now = utcnow()
     statement = update(OutboxMessage).where(OutboxMessage.id == bindparam("message_id")).values(
         status=DELIVERED, delivered_at=now, provider_message_id=bindparam("provider_id"), last_error=None,
