@@ -35,7 +35,8 @@ attempts; `last_error` says why) | skipped (no longer worth sending: the invoice
 turned the notification off). `batch` groups one announcement's rows for `fatoura outbox status`.
 
 Delivery guarantee: at least once, and at most once for every message the platform had not
-accepted yet. A worker marks each message delivered right after the platform's answer; a worker
+accepted yet. A worker marks each message delivered right after the platform's answer (marks that
+finish while one is being written go together in the next statement: a group commit, no timer); a worker
 killed between that answer and the mark leaves the row `sending`, and another worker takes it back
 once `OUTBOX_CLAIM_TIMEOUT` has passed and sends it again. Only those rows -- at most
 `WORKER_CONCURRENCY` per killed worker -- can reach the chat twice: no chat API offers a way to ask
