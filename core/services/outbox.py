@@ -244,7 +244,7 @@ async def mark_failed(db: Database, message_id: int, error: str, *, permanent: b
     """Retry later with exponential backoff (or the platform's retry_after); dead after `max_attempts`."""
     async with db.transaction() as session:
         row = await session.get(OutboxMessage, message_id)
-        if row is None:
+        if row is None or row.status != SENDING:  # ended meanwhile (its chat blocked the bot)
             return
         row.attempts += 1
         row.last_error = error[:500]
@@ -260,7 +260,8 @@ async def mark_failed(db: Database, message_id: int, error: str, *, permanent: b
 async def defer(db: Database, message_id: int, until: datetime, reason: str | None = None) -> None:
     """Put a claimed message back, untried (a rate limit said "later"): no attempt is counted."""
     async with db.transaction() as session:
-        await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
+        await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id,
+                                                          OutboxMessage.status == SENDING).values(
             status=QUEUED, next_attempt_at=until, claimed_by=None, claimed_at=None,
             **({"last_error": reason[:500]} if reason else {})))
 
@@ -272,14 +273,15 @@ async def mark_skipped(db: Database, message_id: int, reason: str) -> None:
 
 
 async def mark_unreachable(db: Database, message_id: int, channel: str, chat_id: str, reason: str) -> int:
-    """The chat blocked the bot: the message and every other one queued for that chat are dead, and
-    the chat user is marked blocked (no push until the customer writes again). Returns the rows ended."""
+    """The chat blocked the bot: the message and every other one queued or in flight for that chat
+    are dead, and the chat user is marked blocked (no push until the customer writes again).
+    Returns the rows ended."""
     now = utcnow()
     async with db.transaction() as session:
         await session.execute(update(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id,
                                                      ChatUser.blocked_at.is_(None)).values(blocked_at=now))
         result = await session.execute(update(OutboxMessage).where(
             OutboxMessage.channel == channel, OutboxMessage.chat_id == chat_id,
-            (OutboxMessage.id == message_id) | (OutboxMessage.status == QUEUED),
+            (OutboxMessage.id == message_id) | OutboxMessage.status.in_([QUEUED, SENDING]),
         ).values(status=DEAD, last_error=reason[:500], claimed_by=None, claimed_at=None))
     return result.rowcount
