@@ -77,6 +77,29 @@ class Settings(BaseSettings):
     agent_session_minutes: int = 480
     support_chat_id: int | None = None
     support_minutes_per_customer: int = 4  # a first guess of the wait until claims give real figures
+    # Delivery engine (`fatoura worker`): how many sends one worker keeps in flight, when a claim of
+    # a dead worker is taken back, how often a message is tried before it is dead.
+    worker_concurrency: int = 32
+    outbox_claim_timeout: float = 300.0  # seconds
+    outbox_max_attempts: int = 8
+    outbox_poll_seconds: float = 0.5  # idle wait between two looks at the outbox
+    # Telegram's limits, shared by every worker (Redis when REDIS_URL is set).
+    telegram_rate_per_second: float = 30.0  # per bot
+    telegram_chat_rate_per_second: float = 1.0  # per private chat
+    telegram_group_per_minute: float = 20.0  # per group chat
+    # Push: reminder days before the due date, quiet hours (Africa/Casablanca), sync of linked accounts.
+    reminder_days: str = "3,1"
+    quiet_hours: str = "21:00-08:00"
+    push_sync_minutes: float = 60.0  # 0 turns the periodic sync off
+    # Biller events (POST /webhooks/billers/{biller}): {"code": "secret"}; sandbox billers derive theirs.
+    biller_event_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    biller_event_tolerance_seconds: int = 300  # replay window of the signed timestamp
+
+    @property
+    def reminder_offsets(self) -> tuple[int, ...]:
+        """REMINDER_DAYS as distinct positive days, largest first ("3,1" -> (3, 1))."""
+        days = {int(part) for part in self.reminder_days.replace(";", ",").split(",") if part.strip()}
+        return tuple(sorted((d for d in days if d >= 0), reverse=True))
 
     @property
     def is_sqlite(self) -> bool:

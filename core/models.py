@@ -235,7 +235,9 @@ class OutboxMessage(Base):
     """A message to deliver to a chat; workers claim rows with SKIP LOCKED and retry with backoff."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
+                      Index("ix_outbox_batch", "batch"),
+                      Index("ix_outbox_channel_status", "channel", "status"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
@@ -243,7 +245,7 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     dedupe_key: Mapped[str | None] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued/sending/delivered/dead
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued/sending/delivered/dead/skipped
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
@@ -253,6 +255,21 @@ class OutboxMessage(Base):
     provider_status: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    batch: Mapped[str | None] = mapped_column(String(64))  # one announcement's messages, for its progress bar
+
+
+class BillerEvent(Base):
+    """A signed biller event accepted once: (biller, event_id) refuses a replay of the same event."""
+
+    __tablename__ = "biller_events"
+    __table_args__ = (UniqueConstraint("biller", "event_id", name="uq_biller_events_biller_event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    biller: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class InboundWebhook(Base):

@@ -1,4 +1,4 @@
-"""`fatoura` commands: demo, serve, worker, db, sandbox, telegram, whatsapp, agents, i18n."""
+"""`fatoura` commands: demo, serve, worker, outbox, db, sandbox, telegram, whatsapp, agents, i18n."""
 from __future__ import annotations
 
 import argparse
@@ -61,21 +61,73 @@ def cmd_sandbox_seed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_sandbox_pay(args: argparse.Namespace, settings: Settings) -> int:
-    """Pay a Fatourati reference or a Tashilat code at the sandbox "agency counter"."""
+def _amount(raw: str, hint: str):  # noqa: ANN202 - Decimal, or None after telling what is wrong
     from core.errors import InvalidAmount
     from core.money import parse_amount
-    from webhooks.sandbox_gateways import pay_reference
 
     try:
-        amount = parse_amount(args.amount)
+        return parse_amount(raw)
     except InvalidAmount:
-        print("--amount must be a positive amount in dirhams, e.g. 299.81", file=sys.stderr)
+        print(f"--amount must be a positive amount in dirhams{hint}", file=sys.stderr)
+        return None
+
+
+def cmd_sandbox_pay(args: argparse.Namespace, settings: Settings) -> int:
+    """Pay a Fatourati reference or a Tashilat code at the sandbox "agency counter"."""
+    from webhooks.sandbox_gateways import pay_reference
+
+    amount = _amount(args.amount, ", e.g. 299.81")
+    if amount is None:
         return 2
     result = asyncio.run(pay_reference(args.base_url or settings.public_base_url, None, args.reference, amount,
                                        late=args.late, settings=settings))
     print(f"counter: HTTP {result.status} {result.body}")
     return 0 if result.status < 400 else 1
+
+
+def cmd_sandbox_issue(args: argparse.Namespace, settings: Settings) -> int:
+    """The sandbox biller issues an invoice and sends the signed "invoice.issued" event."""
+    from core.billers.sandbox.store import issue_invoice
+    from core.db import Database
+    from core.errors import UnknownAccount
+    from core.services.biller_events import issued_event, post_event
+
+    amount = _amount(args.amount, " (HT), e.g. 249.50")
+    if amount is None:
+        return 2
+
+    async def issue() -> tuple[int, str, str]:
+        db = Database(settings.database_url)
+        try:
+            account, invoice = await issue_invoice(db, args.account, amount, due_in_days=args.due_in)
+        finally:
+            await db.dispose()
+        status, body = await post_event(args.base_url or settings.public_base_url, settings, account.biller,
+                                        issued_event(account.ref, invoice.number))
+        return status, body, f"{account.biller} {account.ref} No. {invoice.number} ({invoice.amount_ttc} MAD TTC)"
+
+    try:
+        status, body, what = asyncio.run(issue())
+    except UnknownAccount:
+        print(f"no sandbox account {args.account!r} (give its ref or its identifier)", file=sys.stderr)
+        return 2
+    print(f"issued {what}; event: HTTP {status} {body}")
+    return 0 if status < 400 else 1
+
+
+def cmd_outbox_status(args: argparse.Namespace, settings: Settings) -> int:
+    from core.db import Database
+    from core.services.outbox_status import outbox_status, render
+
+    async def status() -> str:
+        db = Database(settings.database_url)
+        try:
+            return render(await outbox_status(db))
+        finally:
+            await db.dispose()
+
+    print(asyncio.run(status()))
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -170,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument("--late", action="store_true", help="pay after the reference has expired")
     pay.add_argument("--base-url", default=None, help="the web app (default: PUBLIC_BASE_URL)")
     pay.set_defaults(func=cmd_sandbox_pay)
+
+    issue = sandbox.add_parser("issue", help="a sandbox biller issues a new invoice and sends its signed event")
+    issue.add_argument("account", help="sandbox account ref or identifier (phone number, subscription code, ...)")
+    issue.add_argument("--amount", required=True, help="amount HT in dirhams, e.g. 249.50")
+    issue.add_argument("--due-in", type=int, default=15, help="days until the due date (default 15)")
+    issue.add_argument("--base-url", default=None, help="the web app (default: PUBLIC_BASE_URL)")
+    issue.set_defaults(func=cmd_sandbox_issue)
+
+    box = commands.add_parser("outbox", help="the outbox").add_subparsers(dest="action", required=True)
+    box.add_parser("status", help="queued / in flight / delivered / dead per channel, announcements, dead letters"
+                   ).set_defaults(func=cmd_outbox_status)
 
     telegram = commands.add_parser("telegram", help="Telegram bot").add_subparsers(dest="action", required=True)
     telegram.add_parser("polling", help="run the bot with long polling").set_defaults(func=cmd_telegram_polling)

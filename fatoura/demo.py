@@ -52,7 +52,7 @@ async def demo_agent(db: Database) -> str | None:
 
 
 async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000, accounts: int = 1000) -> int:
-    from fatoura.worker import build_senders, work
+    from fatoura.worker import build_delivery, build_senders, push_jobs, work
     from webhooks.app import create_app
 
     if not settings.sandbox:
@@ -67,7 +67,11 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
         await asyncio.sleep(0.05)
     if tasks[0].done():
         return 1
-    tasks.append(asyncio.create_task(work(db, {**build_senders(settings, db, app.state.fatoura.billers), **app.state.senders}, stop=stop), name="worker"))
+    billers, store = app.state.fatoura.billers, app.state.conversation.store
+    senders = {**build_senders(settings, db, billers), **app.state.senders}
+    delivery = build_delivery(settings, db, senders, store, billers)
+    tasks.append(asyncio.create_task(work(db, senders, stop=stop, delivery=delivery, idle_seconds=settings.outbox_poll_seconds,
+                                          jobs=push_jobs(settings, db, store, billers)), name="worker"))
     if settings.telegram_bot_token:
         from bot.channels.telegram.runner import start_polling_task
 

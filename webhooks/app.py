@@ -17,6 +17,7 @@ from bot.conversation.engine import build_conversation
 from core.payments.registry import GatewayRegistry
 from webhooks.agents import Console
 from webhooks.agents import router as agents_router
+from webhooks.biller_events import router as biller_events_router
 from webhooks.metrics import METRICS
 from webhooks.payments import router as payments_router
 from webhooks.receipts import router as receipts_router
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         return PlainTextResponse(METRICS.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(payments_router)
+    app.include_router(biller_events_router)
     app.include_router(receipts_router)
     app.include_router(agents_router)
     if settings.sandbox:

@@ -45,6 +45,7 @@ HANDOFF = "T"  # talk to an agent: asks the reason
 HANDOFF_SKIP = "Ts"  # queue without a reason
 HANDOFF_CANCEL = "Tx"  # withdraw the request / leave the agent
 RATE = "Tr"  # Tr|ticket_id|1-5 (sent by the closing message)
+NOTIFY = "N"  # N | N|link_id (0 = the whole chat)|n or r: notification preferences
 
 
 def pack(action: str, *args: object) -> str:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
 from bot.conversation import callbacks as cb
-from bot.conversation import handoff, payments, reports
+from bot.conversation import handoff, notifications, payments, reports
 from bot.conversation import views
 from bot.conversation.events import Event, EventKind
 from bot.conversation.replies import Button, DeleteMessage, Document, Reply
@@ -168,6 +168,8 @@ class Conversation:
             await payments.payments(self, turn, [])
         elif command in ("reports", "rapports"):
             await reports.menu(self, turn, [])
+        elif command in ("notifications", "notify"):
+            await notifications.menu(self, turn, [])
         elif command in ("history", "historique"):
             await self._history(turn)
         elif command in ("forget", "oublier"):
@@ -218,6 +220,7 @@ class Conversation:
             cb.HANDOFF_SKIP: lambda: handoff.queue(self, turn, None),
             cb.HANDOFF_CANCEL: lambda: handoff.cancel(self, turn),
             cb.RATE: lambda: handoff.rate(self, turn, args),
+            cb.NOTIFY: lambda: notifications.menu(self, turn, args),
         }.get(action)
         if handler is None:
             await self._stale(turn)

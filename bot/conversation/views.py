@@ -43,6 +43,7 @@ def menu(t: Translator, *, has_accounts: bool, intro: str | None = None, replace
         rows.append([Button(t._("My payments"), cb.pack(cb.PAYMENTS)),
                      Button(t._("My accounts"), cb.pack(cb.ACCOUNTS))])
         rows.append([Button(t._("Reports"), cb.pack(cb.REPORTS, 0)), Button(t._("Link an account"), cb.pack(cb.LINK))])
+        rows.append([Button(t._("Notifications"), cb.pack(cb.NOTIFY))])
     else:
         rows.append([Button(t._("Link an account"), cb.pack(cb.LINK))])
     rows.append([Button(t._("Language"), cb.pack(cb.LANGUAGE)), Button(t._("Help"), cb.pack(cb.HELP))])

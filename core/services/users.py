@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from core.db import Database
 from core.i18n import LANGUAGES, pick_language
@@ -14,8 +15,8 @@ async def get_or_create_user(db: Database, channel: str, chat_id: str, language:
     """The chat's user, created on first contact in the client's language. Returns (user, created)."""
     async with db.session() as session:
         user = await session.scalar(select(ChatUser).where(ChatUser.channel == channel, ChatUser.chat_id == chat_id))
-        if user is not None:
-            return user, False
+    if user is not None:
+        return await _came_back(db, user), False
     try:
         async with db.transaction() as session:
             user = ChatUser(channel=channel, chat_id=chat_id, locale=pick_language(language), last_inbound_at=utcnow())
@@ -27,6 +28,21 @@ async def get_or_create_user(db: Database, channel: str, chat_id: str, language:
         if user is None:
             raise
         return user, False
+
+
+INBOUND_RESOLUTION = timedelta(minutes=1)  # last_inbound_at is kept to the minute: not a write per message
+
+
+async def _came_back(db: Database, user: ChatUser) -> ChatUser:
+    """The customer wrote: a chat marked blocked is reachable again (push resumes), and
+    last_inbound_at moves on."""
+    now = utcnow()
+    if user.blocked_at is None and user.last_inbound_at is not None and now - user.last_inbound_at < INBOUND_RESOLUTION:
+        return user
+    async with db.transaction() as session:
+        await session.execute(update(ChatUser).where(ChatUser.id == user.id).values(blocked_at=None, last_inbound_at=now))
+    user.blocked_at, user.last_inbound_at = None, now
+    return user
 
 
 async def set_language(db: Database, user_id: int, language: str) -> str:

@@ -522,8 +522,10 @@ class FakeForum:
 # ---------------------------------------------------------------- the server
 class FakeBotAPI:
     def __init__(self, token: str = "123456:TEST-token", *, bot_username: str = "fatoura_test_bot",
-                 bot_name: str = "Fatoura") -> None:
+                 bot_name: str = "Fatoura", auto_users: bool = False) -> None:
         self.token = token
+        self.auto_users = auto_users  # a send to an unknown chat id creates that user (load tests)
+        self.throttled = 0  # 429 answers given by the rate limits (injected failures not counted)
         self.bot_user = {"id": int(token.split(":")[0]), "is_bot": True, "first_name": bot_name,
                          "username": bot_username, "can_join_groups": False,
                          "can_read_all_group_messages": False, "supports_inline_queries": False}
@@ -546,6 +548,7 @@ class FakeBotAPI:
         self._failures: list[dict[str, Any]] = []
         self._rate: dict[str, Any] | None = None
         self._sent_at: deque[tuple[float, int | None]] = deque()
+        self._group_sent_at: deque[tuple[float, int | None]] = deque()
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -563,14 +566,15 @@ class FakeBotAPI:
             self._methods[name.lower()] = (name, self._m_accept)
 
     # -- lifecycle
-    async def start(self) -> FakeBotAPI:
+    async def start(self, port: int = 0) -> FakeBotAPI:
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        app.router.add_get("/_fake/sent", self._sent_report)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1,
                                      access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
@@ -682,9 +686,12 @@ class FakeBotAPI:
                                    error_code, "injected error"), retry_after)})
 
     def rate_limit(self, per_chat: int | None = 1, overall: int | None = 30,
-                   window: float = 1.0) -> None:
-        """Answer 429 to send*/edit* calls beyond `per_chat` per chat or `overall` per window."""
-        self._rate = {"per_chat": per_chat, "overall": overall, "window": window}
+                   window: float = 1.0, per_group: int | None = 20, group_window: float = 60.0) -> None:
+        """Answer 429 (with retry_after) to send*/edit* calls beyond `per_chat` per chat or
+        `overall` per `window` (Telegram: 1 per chat and 30 per second), or beyond `per_group` per
+        `group_window` in a group chat (negative id; Telegram: 20 per minute)."""
+        self._rate = {"per_chat": per_chat, "overall": overall, "window": window,
+                      "per_group": per_group, "group_window": group_window}
 
     async def post_update(self, url: str, update: dict[str, Any],
                           secret_token: str | None = None, timeout: float = 10) -> tuple[int, str]:
@@ -812,6 +819,8 @@ class FakeBotAPI:
             call.result = result
             if self._rate and name.startswith(("send", "edit")) and name != "sendChatAction":
                 self._sent_at.append((time.monotonic(), call.chat_id))
+                if call.chat_id is not None and call.chat_id < 0:
+                    self._group_sent_at.append((time.monotonic(), call.chat_id))
             self._notify()
         return 200, {"ok": True, "result": result}
 
@@ -825,14 +834,22 @@ class FakeBotAPI:
         if not self._rate or not call.method.startswith(("send", "edit")) \
                 or call.method == "sendChatAction":
             return
-        now, window = time.monotonic(), self._rate["window"]
+        now, window, group_window = time.monotonic(), self._rate["window"], self._rate["group_window"]
         while self._sent_at and self._sent_at[0][0] <= now - window:
             self._sent_at.popleft()
-        in_chat = [t for t, chat in self._sent_at if chat == call.chat_id]
-        for limit, times in ((self._rate["per_chat"], in_chat),
-                             (self._rate["overall"], [t for t, _ in self._sent_at])):
+        while self._group_sent_at and self._group_sent_at[0][0] <= now - group_window:
+            self._group_sent_at.popleft()
+        checks: list[tuple[int | None, list[float], float]] = []
+        if call.chat_id is not None and call.chat_id < 0:
+            checks.append((self._rate["per_group"],
+                           [t for t, chat in self._group_sent_at if chat == call.chat_id], group_window))
+        else:
+            checks.append((self._rate["per_chat"], [t for t, chat in self._sent_at if chat == call.chat_id], window))
+        checks.append((self._rate["overall"], [t for t, _ in self._sent_at], window))
+        for limit, times, span in checks:
             if limit is not None and len(times) >= limit:
-                wait = max(1, math.ceil(times[-limit] + window - now))
+                wait = max(1, math.ceil(times[-limit] + span - now))
+                self.throttled += 1
                 raise ApiError(429, f"Too Many Requests: retry after {wait}", wait)
 
     def _chat(self, params: dict[str, Any]) -> int:
@@ -847,6 +864,8 @@ class FakeBotAPI:
             if topic is not None and topic["closed"]:
                 raise bad("TOPIC_CLOSED")
             return chat_id
+        if isinstance(chat_id, int) and chat_id not in self.users and self.auto_users:
+            self.user(chat_id, first_name=f"User {chat_id}")
         if not isinstance(chat_id, int) or chat_id not in self.users:
             raise bad("chat not found")
         if self.users[chat_id].blocked:
@@ -1124,9 +1143,45 @@ class FakeBotAPI:
     def _m_accept(self, p: dict[str, Any], f: Any) -> bool:
         return True  # recorded under the method name the bot used
 
+    async def _sent_report(self, request: web.Request) -> web.Response:
+        """For a test driving the server from another process: every accepted message (chat id,
+        text, monotonic time) and how many 429s the rate limits answered."""
+        sent = [[c.chat_id, c.text, c.at] for c in self.calls
+                if c.ok and c.method.startswith("send") and c.method != "sendChatAction"]
+        return web.json_response({"sent": sent, "throttled": self.throttled, "errors": len(self.errors())})
+
     async def _download(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
         upload = next((u for u in self._files.values() if u.file_path == path), None)
         if request.match_info["token"] != self.token or upload is None:
             return web.json_response(ApiError(404, "Not Found").payload(), status=404)
         return web.Response(body=upload.content, content_type=upload.content_type)
+
+
+async def _serve(port: int, token: str, overall: int | None, per_chat: int | None, per_group: int | None) -> None:
+    server = FakeBotAPI(token=token, auto_users=True)
+    server.rate_limit(per_chat=per_chat, overall=overall, per_group=per_group)
+    await server.start(port)
+    print(f"fake Bot API on {server.base_url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":
+    # A fake Bot API in its own process, for tests and benchmarks that run `fatoura worker`
+    # processes against it: python -m tests.fakes.bot_api --port 8081 --overall 200
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake Telegram Bot API server enforcing the rate limits")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token", default="123456:TEST-token")
+    parser.add_argument("--overall", type=int, default=30, help="messages per second per bot")
+    parser.add_argument("--per-chat", type=int, default=1, help="messages per second per chat")
+    parser.add_argument("--per-group", type=int, default=20, help="messages per minute per group")
+    args = parser.parse_args()
+    try:
+        asyncio.run(_serve(args.port, args.token, args.overall, args.per_chat, args.per_group))
+    except KeyboardInterrupt:
+        pass

@@ -1,7 +1,8 @@
 """Loading the sandbox billers' back office: the seeds' samples and generated accounts."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Iterable
 
 import json
@@ -12,7 +13,7 @@ from core.billers.sandbox.generator import generated_account
 from core.billers.sandbox.samples import SAMPLE_ACCOUNTS, diac_invoices
 from core.db import Database
 from core.money import tva_of
-from core.models import SandboxAccount
+from core.models import SandboxAccount, SandboxInvoice
 
 ACCOUNT_COLUMNS = ("ref", "biller", "service", "identifier", "terminal", "secret", "holder_name",
                    "customer_number", "customs_code")
@@ -124,3 +125,33 @@ async def seed_generated(db: Database, count: int, *, seed: int = 2017, anchor: 
         have = await session.scalar(select(func.count()).select_from(SandboxAccount).where(SandboxAccount.ref.like(prefix + "%")))
     start = (have or 0) + 1
     return await _insert_accounts(db, (generated_account(i, seed, anchor) for i in range(start, count + 1)))
+
+
+async def issue_invoice(db: Database, account: str, amount_ht: Decimal, *, due_in_days: int = 15,
+                        today: date | None = None, number: str | None = None) -> tuple[SandboxAccount, SandboxInvoice]:
+    """The sandbox biller issues a new unpaid invoice to an account (its ref, or its identifier):
+    dated today, due in `due_in_days`, same issuer and payment means as the account's latest
+    invoice. Raises UnknownAccount."""
+    from core.errors import UnknownAccount
+
+    today = today or date.today()
+    async with db.transaction() as session:
+        row = await session.scalar(select(SandboxAccount).where(SandboxAccount.ref == account))
+        row = row or await session.scalar(select(SandboxAccount).where(SandboxAccount.identifier == account)
+                                          .order_by(SandboxAccount.id).limit(1))
+        if row is None:
+            raise UnknownAccount(f"no sandbox account {account!r}")
+        latest = await session.scalar(select(SandboxInvoice).where(SandboxInvoice.account_id == row.id)
+                                      .order_by(SandboxInvoice.invoice_date.desc()).limit(1))
+        if number is None:
+            count = await session.scalar(select(func.count()).select_from(SandboxInvoice)
+                                         .where(SandboxInvoice.account_id == row.id))
+            number = f"N{today:%y%m%d}{row.id % 10000:04d}{(count or 0) + 1:03d}"
+        invoice = SandboxInvoice(
+            account_id=row.id, number=number, issuer=latest.issuer if latest else row.biller.upper(),
+            invoice_type="Principale", call_number=latest.call_number if latest else None,
+            billing_period=f"{today:%m/%Y}", invoice_date=today, due_date=today + timedelta(days=due_in_days),
+            amount_ht=amount_ht, amount_ttc=amount_ht + tva_of(amount_ht), status="unpaid",
+            payment_means=list(latest.payment_means) if latest else [], prestations=[], messages=[])
+        session.add(invoice)
+    return row, invoice
