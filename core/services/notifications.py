@@ -7,8 +7,9 @@ the outbox with a dedupe key per chat and invoice, so one invoice is announced o
 however many events or syncs report it.
 
 Reminders: REMINDER_DAYS before the due date (3 and 1 by default), for unpaid invoices only (the
-worker checks again just before sending: `still_wanted`). A reminder is never sent between the
-quiet hours (QUIET_HOURS, 21:00-08:00 Africa/Casablanca): it is queued for the end of them.
+worker checks again just before sending: `unwanted`). A reminder is never sent between the
+quiet hours (QUIET_HOURS, 21:00-08:00 Africa/Casablanca): it is queued for the end of them, and the worker
+holds one that comes up at night anyway (`quiet_hold`).
 A sync that missed a reminder day sends the nearest one due, never one per missed day.
 
 Preferences: a chat (ChatUser) and each of its accounts (LinkedAccount) can turn new invoices
@@ -310,6 +311,19 @@ async def _invoice_status(billers: BillerRegistry, message: outbox.Claimed) -> s
         log.info("reminder %s: status unknown (%s); sending", message.id, type(error).__name__)
         return None
     return page.items[0].status if page.items else None
+
+
+def quiet_hold(quiet: QuietHours, clock=utcnow):  # noqa: ANN001, ANN201 - the worker's Hold
+    """For the worker: a reminder that comes up during the quiet hours (a queue that was long,
+    a retry) waits for their end instead of going out at night."""
+    def hold(message: outbox.Claimed) -> datetime | None:
+        if message.kind != INVOICE_REMINDER:
+            return None
+        now = clock()
+        later = quiet.next_allowed(now)
+        return later if later > now else None
+
+    return hold
 
 
 async def still_wanted(db: Database, billers: BillerRegistry, message: outbox.Claimed) -> str | None:
