@@ -86,7 +86,7 @@ def _params(t: Translator, invoice: BillerInvoice) -> dict[str, str]:
 
 def _buttons(t: Translator, link: LinkedAccount, invoice: BillerInvoice) -> list[list[dict[str, str]]]:
     return [[{"label": t._("See the PDF"), "data": f"{PDF}|{link.id}|{invoice.number}"},
-             {"label": t._("Pay"), "data": f"{PAY}|{link.id}"}]]
+             {"label": t._("Pay"), "data": f"{PAY}|{link.id}|#{invoice.number}"}]]
 
 
 def new_invoice_text(t: Translator, invoice: BillerInvoice) -> str:
