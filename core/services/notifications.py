@@ -190,7 +190,7 @@ def reminder_due(due_date: date, today: date, offsets: Sequence[int]) -> int | N
 
 
 async def remind(db: Database, biller: str, account_ref: str, invoices: Iterable[BillerInvoice], *,
-                 now: datetime, offsets: Sequence[int], quiet: QuietHours) -> int:
+                 now: datetime, offsets: Sequence[int], quiet: QuietHours, batch: str | None = None) -> int:
     """Queue the reminders due today for these invoices (unpaid ones), each once per chat and
     offset, after the quiet hours. Returns how many were queued now."""
     today = now.astimezone(TIMEZONE).date()
@@ -207,7 +207,7 @@ async def remind(db: Database, biller: str, account_ref: str, invoices: Iterable
                     session, channel=user.channel, chat_id=user.chat_id, kind=INVOICE_REMINDER,
                     payload=_payload(t, link, invoice, reminder_text(t, invoice, days_left), days_before=offset),
                     dedupe_key=dedupe_key(f"rem{offset}", user.id, biller, account_ref, invoice.number),
-                    next_attempt_at=send_at)
+                    next_attempt_at=send_at, batch=batch)
     return queued
 
 
@@ -240,6 +240,7 @@ async def sync_accounts(db: Database, billers: BillerRegistry, *, now: datetime 
         accounts = (await session.execute(select(LinkedAccount.biller, LinkedAccount.account_ref).distinct())).all()
     report = SyncReport(accounts=len(accounts))
     gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+    stamp = f"{now.astimezone(TIMEZONE):%Y-%m-%d %H:%M}"  # one sync's messages, for `fatoura outbox status`
 
     async def one(biller: str, account_ref: str) -> None:
         async with gate:
@@ -249,8 +250,10 @@ async def sync_accounts(db: Database, billers: BillerRegistry, *, now: datetime 
                 log.warning("push sync: %s %s: %s", biller, account_ref[:8], type(error).__name__)
                 report.failed += 1
                 return
-            report.announced += await announce(db, biller, account_ref, invoices, since_link=True)
-            report.reminders += await remind(db, biller, account_ref, invoices, now=now, offsets=offsets, quiet=quiet)
+            report.announced += await announce(db, biller, account_ref, invoices, since_link=True,
+                                               batch=f"sync {stamp}: new invoices")
+            report.reminders += await remind(db, biller, account_ref, invoices, now=now, offsets=offsets, quiet=quiet,
+                                             batch=f"sync {stamp}: reminders")
 
     await asyncio.gather(*(one(biller, ref) for biller, ref in accounts))
     return report
