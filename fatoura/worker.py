@@ -64,10 +64,12 @@ class _DeliveredMarks:
                 await outbox.mark_delivered_many(self.db, [(m, p) for m, p, _ in batch])
             except Exception as error:  # noqa: BLE001 - each sender sees the failure of its own mark
                 for *_, done in batch:
-                    done.set_exception(error)
+                    if not done.done():  # its sender may have been cancelled meanwhile
+                        done.set_exception(error)
             else:
                 for *_, done in batch:
-                    done.set_result(None)
+                    if not done.done():
+                        done.set_result(None)
 
 
 class Delivery:
