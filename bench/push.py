@@ -112,7 +112,7 @@ async def bench_latency(url: str, redis: str, events: int, logs: Path) -> None:
     ms = sorted(t * 1000 for t in times)
     p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
     print(f"latency:  biller event -> chat message, idle queue, {events} events: p50 {statistics.median(ms):.0f} ms, "
-          f"p99 {p99:.0f} ms (worker polls the idle outbox every 0.5 s)")
+          f"p99 {p99:.0f} ms (the announcement wakes the idle worker through PostgreSQL NOTIFY)")
 
 
 async def bench_memory(url: str, redis: str, queued: int, logs: Path) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from core.config import Settings
 from core.db import Database
@@ -33,6 +33,8 @@ Sender = Callable[[outbox.Claimed], Awaitable[str | None]]
 RatesOf = Callable[[outbox.Claimed], Sequence[Rate]]
 # A last look before sending a claimed batch: message id -> why to skip it (absent: send it).
 Check = Callable[[Sequence[outbox.Claimed]], Awaitable[dict[int, str]]]
+# Not now: when a message must wait (a reminder at night), else None.
+Hold = Callable[[outbox.Claimed], "datetime | None"]
 
 MAX_SLOT_WAIT = 1.0  # seconds a claimed message may wait for its rate slot before it is put back
 
@@ -62,10 +64,12 @@ class _DeliveredMarks:
                 await outbox.mark_delivered_many(self.db, [(m, p) for m, p, _ in batch])
             except Exception as error:  # noqa: BLE001 - each sender sees the failure of its own mark
                 for *_, done in batch:
-                    done.set_exception(error)
+                    if not done.done():  # its sender may have been cancelled meanwhile
+                        done.set_exception(error)
             else:
                 for *_, done in batch:
-                    done.set_result(None)
+                    if not done.done():
+                        done.set_result(None)
 
 
 class Delivery:
@@ -73,7 +77,7 @@ class Delivery:
 
     def __init__(self, db: Database, senders: dict[str, Sender], *, worker: str | None = None,
                  limiter: Limiter | None = None, rates: dict[str, RatesOf] | None = None,
-                 check: Check | None = None, concurrency: int = 16,
+                 check: Check | None = None, hold: Hold | None = None, concurrency: int = 16,
                  claim_timeout: timedelta = outbox.CLAIM_TIMEOUT, max_attempts: int = outbox.MAX_ATTEMPTS) -> None:
         self.db = db
         self.senders = senders
@@ -81,6 +85,7 @@ class Delivery:
         self.limiter = limiter
         self.rates = rates or {}
         self.check = check
+        self.hold = hold
         self.concurrency = max(1, concurrency)
         self.claim_timeout = claim_timeout
         self.max_attempts = max_attempts
@@ -89,8 +94,9 @@ class Delivery:
     @classmethod
     def from_settings(cls, settings: Settings, db: Database, senders: dict[str, Sender], *,
                       limiter: Limiter | None = None, rates: dict[str, RatesOf] | None = None,
-                      check: Check | None = None) -> "Delivery":
-        return cls(db, senders, limiter=limiter, rates=rates, check=check, concurrency=settings.worker_concurrency,
+                      check: Check | None = None, hold: Hold | None = None) -> "Delivery":
+        return cls(db, senders, limiter=limiter, rates=rates, check=check, hold=hold,
+                   concurrency=settings.worker_concurrency,
                    claim_timeout=timedelta(seconds=settings.outbox_claim_timeout),
                    max_attempts=settings.outbox_max_attempts)
 
@@ -114,6 +120,10 @@ class Delivery:
         if skip:
             await outbox.mark_skipped(self.db, message.id, skip)
             return outbox.SKIPPED
+        until = self.hold(message) if self.hold is not None else None
+        if until is not None:
+            await outbox.defer(self.db, message.id, until)
+            return outbox.QUEUED
         rates = self.rates.get(message.channel)
         if self.limiter is not None and rates is not None:
             limits = rates(message)
@@ -278,13 +288,13 @@ def build_rates(settings: Settings) -> dict[str, RatesOf]:
 def build_delivery(settings: Settings, db: Database, senders: dict[str, Sender], state, billers) -> Delivery:  # noqa: ANN001
     """The delivery engine with the shared limiter and the push's last look before a send."""
     from core.ratelimit import make_limiter
-    from core.services.notifications import unwanted
+    from core.services.notifications import QuietHours, quiet_hold, unwanted
 
     async def check(messages: Sequence[outbox.Claimed]) -> dict[int, str]:
         return await unwanted(db, billers, messages)
 
     return Delivery.from_settings(settings, db, senders, limiter=make_limiter(state), rates=build_rates(settings),
-                                  check=check)
+                                  check=check, hold=quiet_hold(QuietHours.parse(settings.quiet_hours)))
 
 
 def push_jobs(settings: Settings, db: Database, state, billers):  # noqa: ANN001, ANN201

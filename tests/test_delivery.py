@@ -234,3 +234,23 @@ async def test_an_idle_worker_is_woken_by_a_new_announcement_not_by_its_next_pol
     finally:
         stop.set()
         await task
+
+
+async def test_fatoura_outbox_status_prints_the_counts_per_channel(tmp_path, sqlite_template, capsys):
+    import shutil
+
+    from core.db import Database
+    from fatoura.cli import build_parser, cmd_outbox_status
+
+    path = tmp_path / "status.db"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite+aiosqlite:///{path}"
+    db = Database(url)
+    await queue(db, [1, 2, 3], batch=None)
+    await db.dispose()
+    args = build_parser().parse_args(["outbox", "status"])
+    assert args.func is cmd_outbox_status
+    await asyncio.to_thread(cmd_outbox_status, args, Settings(_env_file=None, database_url=url))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["channel", "queued", "in", "flight", "delivered", "dead", "skipped"]
+    assert lines[1].split() == ["telegram", "3", "0", "0", "0", "0"]

@@ -279,3 +279,26 @@ async def test_an_event_for_an_invoice_the_biller_does_not_hold_queues_nothing(s
                                  headers=biller_events.signed_headers(secret, body))
     assert answer.json() == {"outcome": "unknown invoice", "queued": 0}
     assert await messages(seeded_db) == []
+
+
+async def test_a_reminder_that_comes_up_at_night_waits_for_the_morning_in_the_worker(db):
+    from core.services import outbox
+    from core.services.notifications import quiet_hold
+    from fatoura.worker import Delivery
+
+    night = casablanca(2026, 12, 7, 23, 15)
+    sent = []
+
+    async def sender(message):  # noqa: ANN001, ANN202
+        sent.append(message.kind)
+        return "1"
+
+    async with db.transaction() as session:
+        for kind in ("invoice_reminder", "invoice_new", "payment_paid"):
+            await outbox.enqueue_once(session, channel="telegram", chat_id="9", kind=kind, payload={"text": kind},
+                                      dedupe_key=kind)
+    engine = Delivery(db, {"telegram": sender}, worker="w", hold=quiet_hold(QUIET, clock=lambda: night))
+    assert await engine.round() == 3
+    assert sorted(sent) == ["invoice_new", "payment_paid"]
+    (reminder,) = await messages(db, "invoice_reminder")
+    assert reminder.status == "queued" and reminder.next_attempt_at == casablanca(2026, 12, 8, 8)

@@ -46,10 +46,15 @@ async def open_selection(conv: "Conversation", turn: "Turn", args: list[str]) ->
     if not groups:
         turn.say(views.text(turn.t, turn.t._("You have no unpaid invoice."), [views.menu_button(turn.t)]))
         return
-    index = cb_int(args[1:], 0) if len(args) > 1 else 0
+    # "$|<link>|#<number>" (a new-invoice message): the issuer of that invoice, in a new message.
+    wanted = args[1][1:] if len(args) > 1 and args[1].startswith("#") else None
+    if wanted is not None:
+        index = next((i for i, g in enumerate(groups) if any(inv.number == wanted for inv in g.invoices)), 0)
+    else:
+        index = cb_int(args[1:], 0) if len(args) > 1 else 0
     group = groups[min(max(index, 0), len(groups) - 1)]
     turn.state["pay"] = {"link": link_id, "issuer": group.issuer, "selected": list(group.selected_ids)}
-    await show_selection(conv, turn, replace=len(args) > 1)
+    await show_selection(conv, turn, replace=len(args) > 1 and wanted is None)
 
 
 async def show_selection(conv: "Conversation", turn: "Turn", replace: bool = True) -> None:

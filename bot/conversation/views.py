@@ -235,6 +235,7 @@ def help_text(t: Translator) -> Text:
         t._("/accounts – your linked accounts"),
         t._("/link – link a new account"),
         t._("/language – change the language"),
+        t._("/notifications – new invoices and reminders, on or off"),
         t._("/forget – delete everything Fatoura stores about this chat"),
         t._("/agent – talk to a support agent"),
         "",

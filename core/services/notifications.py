@@ -7,8 +7,9 @@ the outbox with a dedupe key per chat and invoice, so one invoice is announced o
 however many events or syncs report it.
 
 Reminders: REMINDER_DAYS before the due date (3 and 1 by default), for unpaid invoices only (the
-worker checks again just before sending: `still_wanted`). A reminder is never sent between the
-quiet hours (QUIET_HOURS, 21:00-08:00 Africa/Casablanca): it is queued for the end of them.
+worker checks again just before sending: `unwanted`). A reminder is never sent between the
+quiet hours (QUIET_HOURS, 21:00-08:00 Africa/Casablanca): it is queued for the end of them, and the worker
+holds one that comes up at night anyway (`quiet_hold`).
 A sync that missed a reminder day sends the nearest one due, never one per missed day.
 
 Preferences: a chat (ChatUser) and each of its accounts (LinkedAccount) can turn new invoices
@@ -85,7 +86,7 @@ def _params(t: Translator, invoice: BillerInvoice) -> dict[str, str]:
 
 def _buttons(t: Translator, link: LinkedAccount, invoice: BillerInvoice) -> list[list[dict[str, str]]]:
     return [[{"label": t._("See the PDF"), "data": f"{PDF}|{link.id}|{invoice.number}"},
-             {"label": t._("Pay"), "data": f"{PAY}|{link.id}"}]]
+             {"label": t._("Pay"), "data": f"{PAY}|{link.id}|#{invoice.number}"}]]
 
 
 def new_invoice_text(t: Translator, invoice: BillerInvoice) -> str:
@@ -189,7 +190,7 @@ def reminder_due(due_date: date, today: date, offsets: Sequence[int]) -> int | N
 
 
 async def remind(db: Database, biller: str, account_ref: str, invoices: Iterable[BillerInvoice], *,
-                 now: datetime, offsets: Sequence[int], quiet: QuietHours) -> int:
+                 now: datetime, offsets: Sequence[int], quiet: QuietHours, batch: str | None = None) -> int:
     """Queue the reminders due today for these invoices (unpaid ones), each once per chat and
     offset, after the quiet hours. Returns how many were queued now."""
     today = now.astimezone(TIMEZONE).date()
@@ -206,7 +207,7 @@ async def remind(db: Database, biller: str, account_ref: str, invoices: Iterable
                     session, channel=user.channel, chat_id=user.chat_id, kind=INVOICE_REMINDER,
                     payload=_payload(t, link, invoice, reminder_text(t, invoice, days_left), days_before=offset),
                     dedupe_key=dedupe_key(f"rem{offset}", user.id, biller, account_ref, invoice.number),
-                    next_attempt_at=send_at)
+                    next_attempt_at=send_at, batch=batch)
     return queued
 
 
@@ -239,6 +240,7 @@ async def sync_accounts(db: Database, billers: BillerRegistry, *, now: datetime 
         accounts = (await session.execute(select(LinkedAccount.biller, LinkedAccount.account_ref).distinct())).all()
     report = SyncReport(accounts=len(accounts))
     gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+    stamp = f"{now.astimezone(TIMEZONE):%Y-%m-%d %H:%M}"  # one sync's messages, for `fatoura outbox status`
 
     async def one(biller: str, account_ref: str) -> None:
         async with gate:
@@ -248,8 +250,10 @@ async def sync_accounts(db: Database, billers: BillerRegistry, *, now: datetime 
                 log.warning("push sync: %s %s: %s", biller, account_ref[:8], type(error).__name__)
                 report.failed += 1
                 return
-            report.announced += await announce(db, biller, account_ref, invoices, since_link=True)
-            report.reminders += await remind(db, biller, account_ref, invoices, now=now, offsets=offsets, quiet=quiet)
+            report.announced += await announce(db, biller, account_ref, invoices, since_link=True,
+                                               batch=f"sync {stamp}: new invoices")
+            report.reminders += await remind(db, biller, account_ref, invoices, now=now, offsets=offsets, quiet=quiet,
+                                             batch=f"sync {stamp}: reminders")
 
     await asyncio.gather(*(one(biller, ref) for biller, ref in accounts))
     return report
@@ -310,6 +314,19 @@ async def _invoice_status(billers: BillerRegistry, message: outbox.Claimed) -> s
         log.info("reminder %s: status unknown (%s); sending", message.id, type(error).__name__)
         return None
     return page.items[0].status if page.items else None
+
+
+def quiet_hold(quiet: QuietHours, clock=utcnow):  # noqa: ANN001, ANN201 - the worker's Hold
+    """For the worker: a reminder that comes up during the quiet hours (a queue that was long,
+    a retry) waits for their end instead of going out at night."""
+    def hold(message: outbox.Claimed) -> datetime | None:
+        if message.kind != INVOICE_REMINDER:
+            return None
+        now = clock()
+        later = quiet.next_allowed(now)
+        return later if later > now else None
+
+    return hold
 
 
 async def still_wanted(db: Database, billers: BillerRegistry, message: outbox.Claimed) -> str | None:

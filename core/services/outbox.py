@@ -29,7 +29,7 @@ connector, payload {"biller", "account_ref", "invoice_numbers", "transaction_id"
 `core.services.confirmations.biller_notice_sender(billers)` registered as the worker's "biller" sender.
 
 Kinds written by the push (core.services.notifications): "invoice_new" (an invoice the biller just
-issued; buttons "P|<link_id>|<number>" PDF and "$|<link_id>" pay) and "invoice_reminder" (due in N
+issued; buttons "P|<link_id>|<number>" PDF and "$|<link_id>|#<number>" pay) and "invoice_reminder" (due in N
 days). Their payload also holds "params" (the WhatsApp template values, formatted for the user's
 locale: issuer, number, amount, due_date) and "invoice": {"biller", "account_ref", "number"} so the
 worker checks at send time that a reminder's invoice is still unpaid.
