@@ -97,7 +97,7 @@ def worker_env(database_url: str, redis_url: str, api_base: str, rate: int, **ex
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return spawn([str(ROOT / ".venv/bin/fatoura"), "worker"], env, log)
+    return spawn([sys.executable, "-m", "fatoura", "worker"], env, log)
 
 
 def fetch_sent(base: str) -> dict:
