@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 
 from core.config import Settings
@@ -78,8 +78,10 @@ class Delivery:
     def __init__(self, db: Database, senders: dict[str, Sender], *, worker: str | None = None,
                  limiter: Limiter | None = None, rates: dict[str, RatesOf] | None = None,
                  check: Check | None = None, hold: Hold | None = None, concurrency: int = 16,
-                 claim_timeout: timedelta = outbox.CLAIM_TIMEOUT, max_attempts: int = outbox.MAX_ATTEMPTS) -> None:
+                 claim_timeout: timedelta = outbox.CLAIM_TIMEOUT, max_attempts: int = outbox.MAX_ATTEMPTS,
+                 chats: Callable[[], Collection[str]] | None = None) -> None:
         self.db = db
+        self.chats = chats  # only these chats' messages (the web chat's pages open in this process)
         self.senders = senders
         self.worker = worker or outbox.worker_id()
         self.limiter = limiter
@@ -102,7 +104,8 @@ class Delivery:
 
     async def claim(self, limit: int) -> list[outbox.Claimed]:
         return await outbox.claim_due(self.db, self.worker, limit, channels=sorted(self.senders),
-                                      claim_timeout=self.claim_timeout)
+                                      claim_timeout=self.claim_timeout,
+                                      chat_ids=self.chats() if self.chats is not None else None)
 
     async def claim_checked(self, limit: int) -> list[tuple[outbox.Claimed, str | None]]:
         """Claim, then take the last look at the batch: (message, reason to skip it or None)."""
@@ -253,7 +256,7 @@ async def work(db: Database, senders: dict[str, Sender], *, once: bool = False, 
 
 def build_senders(settings: Settings, db: Database, billers=None) -> dict[str, Sender]:  # noqa: ANN001
     """The senders this process can run: billers' paid notices always, Telegram and WhatsApp when configured.
-    (The web chat's sender lives in the web process that holds the open pages.)"""
+    (The web chat's messages are delivered by the web process that holds the pages: webhooks.app.)"""
     from core.billers.registry import BillerRegistry
     from core.services.confirmations import biller_notice_sender
 

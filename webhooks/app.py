@@ -1,6 +1,8 @@
 """The ASGI app (`webhooks.app:app`). `create_app(settings)` builds one; tests build their own."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ from core.i18n import compile_catalogs
 from bot.channels.webchat_outbox import webchat_sender
 from bot.conversation.engine import build_conversation
 from core.payments.registry import GatewayRegistry
+from fatoura.worker import Delivery
 from webhooks.agents import Console
 from webhooks.agents import router as agents_router
 from webhooks.biller_events import router as biller_events_router
@@ -44,7 +47,12 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         conversation = build_conversation(settings, db=database, billers=billers, gateways=app.state.gateways)
         app.state.conversation = conversation
         webchat = install_webchat(app, conversation)
-        app.state.senders["webchat"] = webchat_sender(webchat, database, billers)
+        # This process holds the web chat's pages, so it delivers their outbox messages itself,
+        # claiming only those of the chats open here: a message waits for its customer's return.
+        webchat_delivery = Delivery(database, {"webchat": webchat_sender(webchat, database, billers)},
+                                    chats=webchat.hub.open_chats)
+        webchat_stop = asyncio.Event()
+        webchat_task = asyncio.create_task(webchat_delivery.run(webchat_stop, idle_seconds=1.0), name="webchat-outbox")
         install_telegram(app, settings, conversation)
         from core.services.agents import Sessions
 
@@ -61,6 +69,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         try:
             yield
         finally:
+            webchat_stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(webchat_task, 10)
             await close_whatsapp(app)
             await close_telegram(app)
             await conversation.store.close()
@@ -69,7 +80,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
                 await database.dispose()
 
     app = FastAPI(title="Fatoura", version="0.1.0", lifespan=lifespan)
-    app.state.senders = {}  # in-process outbox senders (the web chat's open pages)
+    app.state.senders = {}  # in-process outbox senders a worker of this process may add (WhatsApp's)
     app.include_router(telegram_router)
 
     @app.middleware("http")

@@ -324,6 +324,9 @@ class WebChatHub:
     def is_open(self, chat_id: str) -> bool:
         return bool(self._open.get(chat_id))
 
+    def open_chats(self) -> list[str]:
+        return list(self._open)
+
     async def deliver(self, chat_id: str, frames: list[dict[str, Any]]) -> int:
         """Send frames to every open page of the chat; returns how many pages got them."""
         delivered = 0

@@ -52,6 +52,7 @@ import asyncio
 import os
 import socket
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,9 +123,13 @@ def _claimed(row: OutboxMessage) -> Claimed:
 
 
 async def claim_due(db: Database, worker: str, limit: int = 20, now: datetime | None = None,
-                    channels: list[str] | None = None, claim_timeout: timedelta = CLAIM_TIMEOUT) -> list[Claimed]:
-    """Claim due messages, only of `channels` when given (a worker claims what it can send).
+                    channels: list[str] | None = None, claim_timeout: timedelta = CLAIM_TIMEOUT,
+                    chat_ids: Collection[str] | None = None) -> list[Claimed]:
+    """Claim due messages, only of `channels` when given (a worker claims what it can send), and
+    only for `chat_ids` when given (a web process claims what its open pages can show).
     Claims older than `claim_timeout` (their worker died) are taken back first."""
+    if chat_ids is not None and not chat_ids:
+        return []
     now = now or utcnow()
     wheres = [(OutboxMessage.status == SENDING, OutboxMessage.claimed_at < now - claim_timeout),
               (OutboxMessage.status == QUEUED, OutboxMessage.next_attempt_at <= now)]
@@ -136,6 +141,8 @@ async def claim_due(db: Database, worker: str, limit: int = 20, now: datetime | 
             query = select(OutboxMessage.id).where(*where).order_by(OutboxMessage.next_attempt_at)
             if channels is not None:
                 query = query.where(OutboxMessage.channel.in_(channels))
+            if chat_ids is not None:
+                query = query.where(OutboxMessage.chat_id.in_(list(chat_ids)))
             query = query.limit(limit - len(claimed))
             if db.dialect == "postgresql":
                 claimed += await _claim_postgresql(session, query, worker, now)
