@@ -62,6 +62,19 @@ async def test_arabic_customer_gets_arabic_right_to_left_replies(conversation):
     assert replies and all(r.rtl for r in replies)
 
 
+async def test_a_phone_number_in_arabic_text_keeps_its_left_to_right_order(conversation):
+    # Unisolated, "06 23 36 34 44" in a right-to-left line shows as "44 34 36 23 06".
+    chat = Chat(conversation, chat_id="ar-phone", language="ar")
+    await chat.start()
+    await chat.press_data("L|iam|mobile")
+    await chat.say("0623363444")
+    await chat.say("528605")
+    assert "\u206606 23 36 34 44\u2069" in chat.text
+    french = Chat(conversation, chat_id="fr-phone", language="fr")
+    await link_iam(french)
+    assert "06 23 36 34 44" in french.text and "\u2066" not in french.text
+
+
 async def test_marsa_maroc_23_invoices_in_three_pages(conversation):
     chat = Chat(conversation, language="en")
     await chat.start()

@@ -179,7 +179,7 @@ def _accounts(t: Translator, details: Details, invoices: ListPage | None, csrf: 
         return f'<p class="muted">{escape(w["No linked account."])}</p>'
     parts = []
     for link in details.links:
-        name = link.nickname or shown_identifier(link.identifier)
+        name = link.nickname or shown_identifier(link.identifier, t.rtl)
         pay = _button_form(f"/agents/tickets/{ticket_id}/payment-link", w["Send a payment link"], csrf, "small",
                            f'<input type="hidden" name="link_id" value="{link.id}">') if mine else ""
         parts.append(f'<li><strong>{escape(name)}</strong> · {escape(_service(t, link))}'

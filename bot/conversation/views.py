@@ -69,14 +69,17 @@ def service_label(t: Translator, service: str) -> str:
     return t._(SERVICE_LABELS[service]) if service in SERVICE_LABELS else service
 
 
-def shown_identifier(identifier: str) -> str:
+def shown_identifier(identifier: str, rtl: bool = False) -> str:
+    """A phone number as Moroccans write it. In right-to-left text it is isolated (LRI … PDI): the
+    bidi algorithm would otherwise order its space-separated groups right to left (44 34 … 06)."""
     if identifier.startswith("212") and len(identifier) == 12:
-        return display_phone(identifier)
+        shown = display_phone(identifier)
+        return f"\u2066{shown}\u2069" if rtl else shown
     return identifier
 
 
 def account_name(t: Translator, link: LinkedAccount) -> str:
-    return link.nickname or f"{service_label(t, link.service)} {shown_identifier(link.identifier)}"
+    return link.nickname or f"{service_label(t, link.service)} {shown_identifier(link.identifier, t.rtl)}"
 
 
 def is_overdue(invoice: BillerInvoice, today: date) -> bool:
@@ -158,7 +161,7 @@ def invoice_detail(t: Translator, link: LinkedAccount, invoice: BillerInvoice, t
     if invoice.customer_number:
         lines.append(t._("Customer number: {number}", number=invoice.customer_number))
     if invoice.call_number:
-        lines.append(t._("Phone number: {number}", number=shown_identifier(invoice.call_number)))
+        lines.append(t._("Phone number: {number}", number=shown_identifier(invoice.call_number, t.rtl)))
     if invoice.billing_period:
         lines.append(t._("Billing period: {period}", period=t.period(invoice.billing_period)))
     lines.append(t._("Invoice date: {date}", date=t.date(invoice.invoice_date)))
@@ -216,7 +219,7 @@ def accounts(t: Translator, links: list[LinkedAccount]) -> Text:
 def account(t: Translator, link: LinkedAccount, biller_name: str) -> Text:
     lines = [account_name(t, link),
              t._("Biller: {biller} · {service}", biller=biller_name, service=service_label(t, link.service)),
-             t._("Identifier: {identifier}", identifier=shown_identifier(link.identifier))]
+             t._("Identifier: {identifier}", identifier=shown_identifier(link.identifier, t.rtl))]
     if link.holder_name:
         lines.append(t._("Holder: {name}", name=link.holder_name))
     rows = [[Button(t._("Unpaid invoices"), cb.pack(cb.SCOPE, link.id)), Button(t._("Pay"), cb.pack(cb.PAY, link.id))],
