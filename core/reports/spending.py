@@ -137,7 +137,8 @@ def render_chart(t: Translator, spending: Spending, title: str) -> bytes:
         position = count - 1 - index if t.rtl else index  # time runs right to left in Arabic
         x0 = pad + slot * position + slot * 0.18
         x1 = pad + slot * (position + 1) - slot * 0.18
-        y0 = bottom - float(amount / peak) * (bottom - top)
+        share = amount / peak  # Decimal; only the bar's height in pixels is a float
+        y0 = bottom - float(share) * (bottom - top)
         draw.rectangle([x0, y0, x1, bottom], fill=ACCENT)
         centre = (x0 + x1) / 2
         text((centre, y0 - 8), t.number(amount), small, INK, anchor="md")
