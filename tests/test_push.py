@@ -138,11 +138,12 @@ async def test_reminders_three_days_and_one_day_before_never_at_night(seeded_db,
         return await notifications.sync_accounts(db, billers, now=now, offsets=(3, 1), quiet=QUIET)
 
     assert (await sync(casablanca(2026, 12, 6, 12))).reminders == 0  # 4 days left
-    # 7 December, 22:30 in Casablanca: the 3-day reminder is queued for 8:00 the next morning.
+    # 7 December, 22:30 in Casablanca: the 3-day reminder is queued for 8:00 the next morning, and
+    # says what will be true then: 2 days left.
     assert (await sync(casablanca(2026, 12, 7, 22, 30))).reminders == 1
     (first,) = await messages(db, "invoice_reminder")
     assert first.next_attempt_at == casablanca(2026, 12, 8, 8)
-    assert "3 jours" in first.payload["text"] and first.payload["days_before"] == 3
+    assert "2 jours" in first.payload["text"] and first.payload["days_before"] == 3
     # At night only the announcement of the invoice (the sync's first sight of it) may go.
     (announcement,) = await claim_due(db, "w", now=casablanca(2026, 12, 7, 23, 59))
     assert announcement.kind == "invoice_new"

@@ -193,11 +193,12 @@ async def remind(db: Database, biller: str, account_ref: str, invoices: Iterable
                  now: datetime, offsets: Sequence[int], quiet: QuietHours, batch: str | None = None) -> int:
     """Queue the reminders due today for these invoices (unpaid ones), each once per chat and
     offset, after the quiet hours. Returns how many were queued now."""
-    today = now.astimezone(TIMEZONE).date()
+    send_at = quiet.next_allowed(now)
+    # Counted from the day it goes out: one queued at 22:30 for the morning says the days left then.
+    today = send_at.astimezone(TIMEZONE).date()
     due = [(i, d) for i in invoices if i.status == "unpaid" and (d := reminder_due(i.due_date, today, offsets)) is not None]
     if not due:
         return 0
-    send_at = quiet.next_allowed(now)
     queued = 0
     async with db.transaction() as session:
         for link, user, t in await _audience(session, biller, account_ref, _wants_reminders):
