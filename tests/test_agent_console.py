@@ -23,6 +23,12 @@ from webhooks.app import create_app
 PASSWORD = "correct horse battery"
 
 
+async def sign_in(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+    """As the console's page does: open the sign-in page (its form token), then post the form."""
+    token = re.search(r'name="login_token" value="([^"]+)"', (await client.get("/agents")).text).group(1)
+    return await client.post("/agents/login", data={"username": username, "password": password, "login_token": token})
+
+
 class Desk:
     def __init__(self, app, base: str, db) -> None:  # noqa: ANN001
         self.app, self.base, self.db = app, base, db
@@ -32,7 +38,7 @@ class Desk:
 
     async def signed_in(self, username: str) -> httpx.AsyncClient:
         client = self.client()
-        response = await client.post("/agents/login", data={"username": username, "password": PASSWORD})
+        response = await sign_in(client, username, PASSWORD)
         assert response.status_code == 303, response.text
         return client
 
@@ -130,21 +136,34 @@ async def test_karim_claims_answers_sends_the_pdf_and_a_payment_link_then_closes
 
 async def test_a_wrong_password_opens_no_session(desk):
     client = desk.client()
-    response = await client.post("/agents/login", data={"username": "karim", "password": "not the password"})
+    response = await sign_in(client, "karim", "not the password")
     assert response.status_code == 401 and "Identifiant ou mot de passe incorrect" in response.text
     assert "fatoura_agent" not in response.cookies
-    unknown = await client.post("/agents/login", data={"username": "nobody", "password": PASSWORD})
+    unknown = await sign_in(client, "nobody", PASSWORD)
     assert unknown.status_code == 401
     async with desk.db.session() as session:
         assert await session.scalar(select(func.count()).select_from(AgentSession)) == 0
     assert "Se connecter" in (await client.get("/agents")).text
 
 
+async def test_a_sign_in_posted_from_another_site_opens_no_session(desk):
+    # A page elsewhere can post the form, but not with the token of our page's cookie.
+    forged = await desk.client().post("/agents/login", data={"username": "karim", "password": PASSWORD})
+    assert forged.status_code == 403 and "fatoura_agent" not in forged.cookies
+    other = desk.client()
+    await other.get("/agents")
+    replayed = await desk.client().post("/agents/login", data={
+        "username": "karim", "password": PASSWORD, "login_token": other.cookies["fatoura_login"]})
+    assert replayed.status_code == 403 and "fatoura_agent" not in replayed.cookies
+    async with desk.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(AgentSession)) == 0
+
+
 async def test_repeated_wrong_passwords_lock_the_username_for_a_while(desk):
     client = desk.client()
     for _ in range(5):
-        await client.post("/agents/login", data={"username": "salma", "password": "guess guess guess"})
-    locked = await client.post("/agents/login", data={"username": "salma", "password": PASSWORD})
+        await sign_in(client, "salma", "guess guess guess")
+    locked = await sign_in(client, "salma", PASSWORD)
     assert locked.status_code == 429 and "fatoura_agent" not in locked.cookies
 
 

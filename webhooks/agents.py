@@ -12,7 +12,9 @@ changes made by any other; console.js then re-fetches `GET /agents/panels`.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -32,6 +34,7 @@ from webhooks.webchat import accepted_language
 log = logging.getLogger("fatoura.agents")
 
 COOKIE = "fatoura_agent"
+LOGIN_COOKIE = "fatoura_login"  # the sign-in form's token: a page of another site can't sign an agent in
 POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
 LOGIN_FAILURES = 5  # per username within LOGIN_WINDOW, then a pause
@@ -48,6 +51,7 @@ WRONG_LOGIN = N_("Wrong username or password.")
 TOO_MANY_LOGINS = N_("Too many failed attempts. Wait a few minutes and try again.")
 EXPIRED = N_("Your session has expired. Sign in again.")
 FORGED = N_("This request was refused: it did not come from your console page. Reload the page and try again.")
+FORGED_LOGIN = N_("This sign-in did not come from the console's page. Sign in here again.")
 NOTICES = {
     "claimed": N_("You hold this conversation now."),
     "sent": N_("Sent to the customer."),
@@ -68,6 +72,17 @@ class Console:
 
 def _console(request: Request) -> Console:
     return request.app.state.agents
+
+
+def _login_page(request: Request, t: Translator, status: int = 200, *, error: str | None = None,
+                username: str = "") -> HTMLResponse:
+    """The sign-in page with a fresh form token, also set in a SameSite=Strict cookie: a sign-in
+    posted from another site carries no cookie, so it can't sign the browser into someone's account."""
+    token = secrets.token_urlsafe(16)
+    response = _html(page.login_page(t, error=error, username=username, token=token), status)
+    response.set_cookie(LOGIN_COOKIE, token, max_age=3600, path="/agents", httponly=True, samesite="strict",
+                        secure=_console(request).secure)
+    return response
 
 
 def _html(content: str, status: int = 200) -> HTMLResponse:
@@ -94,7 +109,7 @@ async def _acting_agent(request: Request) -> tuple[Agent | None, dict[str, str],
     agent = await _agent(request)
     if agent is None:
         t = translator(_guest_language(request))
-        return None, form, _html(page.login_page(t, error=t._(EXPIRED)), 401)
+        return None, form, _login_page(request, t, 401, error=t._(EXPIRED))
     if not _console(request).sessions.check_csrf(request.cookies.get(COOKIE), form.get("csrf")):
         log.warning("agent console: refused a request without its CSRF token (agent %s)", agent.id)
         return None, form, _html(page.message_page(translator(agent.language), translator(agent.language)._(FORGED)), 403)
@@ -123,7 +138,7 @@ async def console_asset(name: str) -> Response:
 async def console_home(request: Request, ticket: int | None = None, notice: str | None = None) -> Response:
     agent = await _agent(request)
     if agent is None:
-        return _html(page.login_page(translator(_guest_language(request))))
+        return _login_page(request, translator(_guest_language(request)))
     t = translator(agent.language)
     return _html(await _render(request, agent, t, ticket, notice=t._(NOTICES[notice]) if notice in NOTICES else None))
 
@@ -204,18 +219,23 @@ async def console_login(request: Request) -> Response:
     t = translator(language)
     console = _console(request)
     username = (form.get("username") or "").strip().lower()[:64]
+    token, expected = form.get("login_token") or "", request.cookies.get(LOGIN_COOKIE) or ""
+    if not token or not hmac.compare_digest(token, expected):
+        log.warning("agent console: refused a sign-in without the form's token")
+        return _login_page(request, t, 403, error=t._(FORGED_LOGIN), username=username)
     failures_key = f"agents:login-failures:{username}"
     if await console.store.get_json(failures_key + ":locked"):
-        return _html(page.login_page(t, error=t._(TOO_MANY_LOGINS), username=username), 429)
+        return _login_page(request, t, 429, error=t._(TOO_MANY_LOGINS), username=username)
     agent = await agent_service.authenticate(console.desk.db, username, form.get("password") or "")
     if agent is None:
         if await console.store.incr(failures_key, ttl=LOGIN_WINDOW) >= LOGIN_FAILURES:
             await console.store.set_json(failures_key + ":locked", True, ttl=LOGIN_WINDOW)
         log.info("agent console: failed sign-in")
-        return _html(page.login_page(t, error=t._(WRONG_LOGIN), username=username), 401)
+        return _login_page(request, t, 401, error=t._(WRONG_LOGIN), username=username)
     await console.store.delete(failures_key)
     cookie = await console.sessions.open(agent)
     response = RedirectResponse("/agents", status_code=303)
+    response.delete_cookie(LOGIN_COOKIE, path="/agents")
     response.set_cookie(COOKIE, cookie, max_age=int(console.sessions.lifetime.total_seconds()), path="/agents",
                         httponly=True, samesite="strict", secure=console.secure)
     return response

@@ -89,13 +89,14 @@ def _button_form(action: str, label: str, csrf: str, css: str = "", fields: str 
             f'<button type="submit" class="{css}">{escape(label)}</button></form>')
 
 
-def login_page(t: Translator, *, error: str | None = None, username: str = "") -> str:
+def login_page(t: Translator, *, error: str | None = None, username: str = "", token: str = "") -> str:
     w = words(t)
     notice = f'<p class="notice error" role="alert">{escape(error)}</p>' if error else ""
     languages = " · ".join(f'<a href="/agents?lang={code}">{escape(LANGUAGE_NAMES[code])}</a>' for code in LANGUAGES)
     body = (f'<main class="login"><h1>{escape(w["Fatoura agent console"])}</h1>{notice}'
             f'<form method="post" action="/agents/login" class="card">'
             f'<input type="hidden" name="lang" value="{t.language}">'
+            f'<input type="hidden" name="login_token" value="{escape(token)}">'
             f'<label>{escape(w["Username"])}<input name="username" autocomplete="username" required '
             f'value="{escape(username)}"></label>'
             f'<label>{escape(w["Password"])}<input name="password" type="password" autocomplete="current-password" '
