@@ -104,6 +104,14 @@ async def test_a_years_pdfs_as_one_zip(conversation):
     assert "2 ans" in (archive.caption or "")
 
 
+async def test_an_arabic_archive_names_its_folder_without_invisible_marks(conversation):
+    chat = await linked(conversation, "ar")
+    await chat.press_data("Ra|0|2016")
+    (archive,) = chat.documents
+    folders = {name.split("/")[0] for name in zipfile.ZipFile(io.BytesIO(archive.content)).namelist()}
+    assert folders == {"الهاتف المحمول 06 23 36 34 44"}  # the text shows the number isolated; a file name can't
+
+
 async def test_receipts_are_verified_and_forged_codes_refused(seeded_db):
     settings = Settings(_env_file=None, sandbox=True, secret_key="k" * 32)
     async with seeded_db.transaction() as session:

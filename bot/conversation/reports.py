@@ -124,10 +124,7 @@ async def archive(conv: "Conversation", turn: "Turn", args: list[str]) -> None:
     async def fetch(number: str) -> bytes:
         return await invoice_service.invoice_pdf(conv.billers, by_number[number], number, t.language)
 
-    # Folder names: the account's name without the bidi isolates its phone number gets in Arabic.
-    folders = {row.link.id: views.account_name(t, row.link).replace("\u2066", "").replace("\u2069", "")
-               for row in rows}
-    content = await zip_pdfs(((folders[row.link.id], row.invoice.number) for row in rows), fetch)
+    content = await zip_pdfs(((views.account_name(t, row.link), row.invoice.number) for row in rows), fetch)
     turn.say(Document(f"factures-{year}.zip", content, "application/zip", caption=t._(
         "Originals are kept 2 years by the billers: save these PDFs to keep them longer.")))
 
