@@ -3,14 +3,10 @@ console, claims, answers, sends her invoice PDF and closes; each step shows on b
 a refresh. Screenshots: artifacts/agent-*.png."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import pytest
 
 from core.config import Settings
 from core.services import agents as agent_service
-from fatoura.worker import work
 from tests.browser import ARTIFACTS, ChatPage, launch_chromium, serve
 from webhooks.app import create_app
 
@@ -18,23 +14,12 @@ pytestmark = pytest.mark.browser
 PASSWORD = "correct horse battery"
 
 
-@contextlib.asynccontextmanager
-async def outbox_worker(app):  # noqa: ANN001
-    """`fatoura worker` inside the web process, as in `fatoura demo` (the web chat's pages are here)."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(work(app.state.fatoura.db, dict(app.state.senders), idle_seconds=0.2, stop=stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
 async def test_amina_gets_help_from_karim_through_the_console(seeded_db):
     settings = Settings(_env_file=None, sandbox=True)
     app = create_app(settings, db=seeded_db)
     await agent_service.add_agent(seeded_db, "karim", PASSWORD, display_name="Karim")
-    async with serve(app) as base, outbox_worker(app), launch_chromium() as browser:
+    # No worker: the web process delivers the agent's replies to the pages open there itself.
+    async with serve(app) as base, launch_chromium() as browser:
         amina = await ChatPage.open(browser, base, lang="fr")
         await amina.wait_for_bot("Bonjour")
         await amina.press("Lier un compte")
