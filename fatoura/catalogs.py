@@ -28,10 +28,10 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po, write_po
 from babel.util import LOCALTZ
 
-from core.i18n import DOMAIN, LANGUAGES, compile_catalogs
+from core.i18n import DOMAIN, LANGUAGES, compile_catalogs, locales_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCALES = ROOT / "locales"
+LOCALES = locales_dir()  # FATOURA_LOCALES_DIR where the package is installed (the image)
 MAPPING = ROOT / "babel.cfg"
 POT = LOCALES / f"{DOMAIN}.pot"
 SOURCE_LANGUAGE = "en"
